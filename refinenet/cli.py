@@ -1,0 +1,57 @@
+"""The `refinenet` command (also `python -m refinenet`): one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import torch
+    import torchvision
+
+    import refinenet
+
+    print(f"refinenet {refinenet.__version__}")
+    print(f"python {platform.python_version()} on {platform.platform()}")
+    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}")
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        print(f"device: cuda ({torch.cuda.device_count()}: {names})")
+    else:
+        print(f"device: cpu ({torch.get_num_threads()} threads); no CUDA device visible")
+    for module, purpose in [
+        ("pydensecrf.densecrf", "dense CRF post-processing (Table 4)"),
+        ("h5py", "NYUDv2 .mat (v7.3) converter"),
+        ("scipy.io", "SBD / PASCAL-Context / SUN-RGBD .mat converters"),
+        ("pandas", "result tables"),
+        ("matplotlib", "plots"),
+        ("nbclient", "executing notebooks"),
+    ]:
+        try:
+            importlib.import_module(module)
+            state = "ok"
+        except Exception as err:  # any import failure is worth reporting, not raising
+            state = f"missing ({type(err).__name__}: {err})"
+        print(f"  {module:<22} {state:<10} {purpose}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="refinenet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="version, torch and device, which optional parts import")
+    info.set_defaults(func=cmd_info)
+    # Each area adds its own subcommands here.
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""What every dataset module shares: its description, a dataset over (image, label) file pairs,
+the stand-in marker, and errors that name the file and say what was expected.
+
+A dataset module (`voc2012.py`, `cityscapes.py`, ...) holds one `DatasetInfo`, finds its
+(image, label) file pairs in the dataset's public layout, and hands them to `SegmentationFiles`
+together with a lookup table that maps the stored label values to train ids (255 = ignore).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+
+IGNORE_INDEX = 255
+
+# A file of this name at a dataset root marks it as generated stand-in data (`refinenet standin`);
+# every result computed from such a root is labelled `data=standin`.
+STANDIN_MARKER = "REFINENET_STANDIN.txt"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Facts about one benchmark, written once (class names and palette live here only)."""
+
+    name: str
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]  # one RGB colour per train id
+    splits: dict[str, int]  # split name -> number of images the paper uses
+    layout: str  # the expected folder layout, shown in errors
+    ignore_index: int = IGNORE_INDEX
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+class DatasetLayoutError(FileNotFoundError):
+    """A dataset root, split list or file that should exist does not."""
+
+
+class LabelValueError(ValueError):
+    """A label file holds values the dataset does not define."""
+
+
+def require_path(path: Path, info: DatasetInfo, what: str = "") -> Path:
+    """Return `path` if it exists, else raise an error naming it and showing the expected layout."""
+    path = Path(path)
+    if not path.exists():
+        kind = f" ({what})" if what else ""
+        raise DatasetLayoutError(
+            f"{info.name}: missing {path}{kind}.\nExpected layout under the dataset root:\n{info.layout}"
+        )
+    return path
+
+
+def read_split_list(path: Path, info: DatasetInfo) -> list[str]:
+    """Ids listed one per line (blank lines skipped); an empty list is an error, never silently used."""
+    require_path(path, info, "split list")
+    ids = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    if not ids:
+        raise DatasetLayoutError(f"{info.name}: split list {path} is empty")
+    return ids
+
+
+def is_standin(root: Path) -> bool:
+    return (Path(root) / STANDIN_MARKER).is_file()
+
+
+def write_standin_marker(root: Path, dataset: str, seed: int) -> None:
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / STANDIN_MARKER).write_text(
+        f"Synthetic stand-in for {dataset} written by `refinenet standin` (seed {seed}).\n"
+        "Not real data: every result computed from it is labelled data=standin.\n"
+    )
+
+
+def identity_lut(num_classes: int) -> np.ndarray:
+    """Stored value v -> v for v < num_classes, everything else -> undefined (-1 = error)."""
+    lut = np.full(256, -1, dtype=np.int16)
+    lut[:num_classes] = np.arange(num_classes)
+    lut[IGNORE_INDEX] = IGNORE_INDEX
+    return lut
+
+
+def read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as err:
+        raise OSError(f"cannot read image {path}: {err}") from err
+
+
+def read_label(path: Path) -> np.ndarray:
+    """Stored label values as an HxW uint8 array (palette PNGs give their indices, not colours)."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L", "I", "I;16"):
+                raise ValueError(f"expected a single-channel or palette PNG, got mode {im.mode}")
+            arr = np.asarray(im)
+    except (OSError, ValueError) as err:
+        raise OSError(f"cannot read label {path}: {err}") from err
+    if arr.max(initial=0) > 255:
+        raise LabelValueError(f"label {path} holds values above 255: {sorted(np.unique(arr[arr > 255]))[:10]}")
+    return arr.astype(np.uint8)
+
+
+def apply_lut(label: np.ndarray, lut: np.ndarray, path: Path) -> np.ndarray:
+    """Map stored values to train ids; values the LUT leaves undefined (-1) are an error naming the file."""
+    mapped = lut[label]
+    if (mapped < 0).any():
+        bad = sorted(int(v) for v in np.unique(label[mapped < 0]))
+        raise LabelValueError(f"label {path} holds values {bad} that this dataset does not define")
+    return mapped.astype(np.int64)
+
+
+class SegmentationFiles(torch.utils.data.Dataset):
+    """(image, label) pairs read from files.
+
+    Items are `(image, label)`: `tv_tensors.Image` uint8 3xHxW and `tv_tensors.Mask` int64 HxW with
+    values in [0, num_classes) or 255, or whatever `transform(image, label)` makes of them.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[Path, Path]],
+        info: DatasetInfo,
+        lut: np.ndarray | None = None,
+        transform: Callable | None = None,
+        root: Path | None = None,
+        split: str = "",
+    ):
+        if not pairs:
+            raise DatasetLayoutError(f"{info.name}: no images found for split {split!r} under {root}")
+        self.pairs = [(Path(i), Path(lab)) for i, lab in pairs]
+        self.info = info
+        self.lut = identity_lut(info.num_classes) if lut is None else lut
+        self.transform = transform
+        self.root = Path(root) if root is not None else None
+        self.split = split
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
+
+    @property
+    def is_standin(self) -> bool:
+        return self.root is not None and is_standin(self.root)
+
+    @property
+    def data_kind(self) -> str:
+        """`standin` or `real`, written into every result row."""
+        return "standin" if self.is_standin else "real"
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image HxWx3 uint8 and train-id label HxW int64, checked."""
+        image_path, label_path = self.pairs[index]
+        image = read_image(image_path)
+        label = apply_lut(read_label(label_path), self.lut, label_path)
+        if image.shape[:2] != label.shape:
+            raise ValueError(
+                f"image {image_path} is {image.shape[1]}x{image.shape[0]} but label {label_path} is "
+                f"{label.shape[1]}x{label.shape[0]} (width x height)"
+            )
+        return image, label
+
+    def __getitem__(self, index: int):
+        image, label = self.load(index)
+        image = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1).contiguous())
+        label = tv_tensors.Mask(torch.from_numpy(label))
+        if self.transform is not None:
+            return self.transform(image, label)
+        return image, label
