@@ -1,0 +1,70 @@
+"""Segmentation scores accumulated over a whole dataset, as in FCN [36] (the paper's metrics, Sec. 4)."""
+
+from __future__ import annotations
+
+import torch
+
+
+class ConfusionMatrix:
+    """`mat[t, p]` counts pixels of target class t predicted as p, over every `update` call.
+
+    Pixels whose target is `ignore_index` are left out. Counting runs with `bincount` on the
+    device the label maps live on; `compute()` gives per-class IoU, mean IoU, pixel accuracy and
+    mean (per-class) accuracy. A class with no pixels in target or prediction has NaN IoU and is
+    left out of the means; a class predicted but absent from the target has IoU 0.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255):
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.mat: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.mat = None
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """`pred`, `target`: integer label maps of the same shape (any batch shape)."""
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
+        n = self.num_classes
+        if self.mat is None:
+            self.mat = torch.zeros((n, n), dtype=torch.int64, device=target.device)
+        target = target.reshape(-1).to(self.mat.device, torch.int64)
+        pred = pred.reshape(-1).to(self.mat.device, torch.int64)
+        keep = target != self.ignore_index
+        target, pred = target[keep], pred[keep]
+        bad = (target < 0) | (target >= n) | (pred < 0) | (pred >= n)
+        if bad.any():
+            raise ValueError(
+                f"labels outside [0, {n}) other than ignore_index {self.ignore_index}: "
+                f"target values {torch.unique(target[bad]).tolist()[:10]}, "
+                f"prediction values {torch.unique(pred[bad]).tolist()[:10]}"
+            )
+        self.mat += torch.bincount(target * n + pred, minlength=n * n).reshape(n, n)
+
+    def merge(self, other: torch.Tensor) -> None:
+        """Add a matrix counted elsewhere (e.g. all-reduced across processes)."""
+        self.mat = other.clone() if self.mat is None else self.mat + other.to(self.mat.device)
+
+    def compute(self) -> dict:
+        n = self.num_classes
+        mat = (self.mat if self.mat is not None else torch.zeros((n, n), dtype=torch.int64)).double()
+        diag = mat.diag()
+        in_target = mat.sum(1)
+        in_pred = mat.sum(0)
+        union = in_target + in_pred - diag
+        nan = torch.tensor(float("nan"), dtype=torch.float64, device=mat.device)
+        iou = torch.where(union > 0, diag / union.clamp(min=1), nan)
+        acc = torch.where(in_target > 0, diag / in_target.clamp(min=1), nan)
+        total = in_target.sum()
+        return {
+            "iou": iou.cpu().tolist(),
+            "miou": float(torch.nanmean(iou)) if (union > 0).any() else float("nan"),
+            "pixel_acc": float(diag.sum() / total) if total > 0 else float("nan"),
+            "mean_acc": float(torch.nanmean(acc)) if (in_target > 0).any() else float("nan"),
+            "class_acc": acc.cpu().tolist(),
+            "pixels": int(total),
+        }

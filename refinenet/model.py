@@ -1,0 +1,348 @@
+"""RefineNet (Lin et al., CVPR 2017), the whole model in one file.
+
+Section and figure numbers refer to the paper (`shared/paper/refinenet-cvpr2017.md`). Where the
+paper's text and the authors' released code / weights differ, both are supported and the
+released behaviour is the default, because it is what the authors trained and published:
+
+* `block_layout="released"` (default): each ResNet input path gets 2 RCUs, the path coming from
+  the previous RefineNet block gets none, and every block ends with 3 RCUs. `"paper"`: every input
+  path gets 2 RCUs, every block ends with 1 RCU and the last block with 2 more (Sec. 3.2,
+  "Output convolutions"). Both give "three RCUs between each block".
+* `pool_order="pool_conv"` (default, Fig. 3(d) and the released checkpoints): each pooling block
+  is max-pool then conv; `"conv_pool"` is the "improved" variant of the released training code.
+* `pooling_blocks`: the paper's default is 2 (Sec. 3.2, also the released training config);
+  VOC and Person-Part use 4 (Sec. 4.1, 4.2) and so do the released checkpoints; 0 ablates
+  chained residual pooling (Table 2).
+* `dropout=0.5` on the outputs of ResNet block-3 and block-4 and before the classifier: not in
+  the paper, present in the released model definition.
+
+Cascade variants (Sec. 4.3, Table 9) follow the released code's `path_group_ids`: ResNet outputs
+are grouped into RefineNet blocks, coarsest group first; every block after the first also takes
+the previous block's output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+# ResNet block m (1..4, Sec. 3.1) -> output channels of torchvision's Bottleneck ResNets.
+RESNET_CHANNELS = {1: 256, 2: 512, 3: 1024, 4: 2048}
+BACKBONES = ("resnet50", "resnet101", "resnet152")
+
+# Cascade variants of Table 9: which ResNet blocks each RefineNet block reads, coarsest first.
+CASCADES: dict[str, tuple[tuple[int, ...], ...]] = {
+    "4-cascaded": ((4,), (3,), (2,), (1,)),  # Fig. 2(c), the standard architecture
+    "2-cascaded": ((4, 3), (2, 1)),
+    "single": ((4, 3, 2, 1),),  # one block fusing all four ResNet outputs
+}
+# Named variants of Table 9 = a cascade and the image scales fed to independent ResNets.
+VARIANTS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "single": ("single", (1.0,)),
+    "2-cascaded": ("2-cascaded", (1.0,)),
+    "4-cascaded": ("4-cascaded", (1.0,)),
+    # "the input image is scaled to a factor of 1.2 and 0.6 and fed into 2 independent 4-cascaded
+    # ResNets" (Sec. 4.3); block k fuses level k of both (released code: path_group_ids [1 2 3 4 1 2 3 4]).
+    "4-cascaded-2-scale": ("4-cascaded", (1.2, 0.6)),
+}
+
+
+def conv3x3(in_channels: int, out_channels: int, bias: bool) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias)
+
+
+class ResidualConvUnit(nn.Module):
+    """Fig. 3(b): ResNet's residual unit without batch norm, x + conv(relu(conv(relu(x))))."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = conv3x3(channels, channels, bias=True)  # released: `{i}_conv`, with bias
+        self.conv2 = conv3x3(channels, channels, bias=False)  # released: `{i}_conv_relu_varout_dimred`
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class MultiResolutionFusion(nn.Module):
+    """Fig. 3(c): adapt every path to the smallest depth with a conv, upsample to the largest
+    resolution, sum. A single path goes through unchanged (Sec. 3.2)."""
+
+    def __init__(self, in_channels: Sequence[int], out_channels: int):
+        super().__init__()
+        if len(in_channels) > 1:
+            self.convs = nn.ModuleList(conv3x3(c, out_channels, bias=False) for c in in_channels)
+        else:
+            self.convs = None
+
+    def forward(self, paths: Sequence[torch.Tensor]) -> torch.Tensor:
+        if self.convs is None:
+            return paths[0]
+        size = max((p.shape[-2:] for p in paths), key=lambda s: s[0] * s[1])
+        out = None
+        for conv, path in zip(self.convs, paths):
+            y = conv(path)
+            if y.shape[-2:] != size:
+                # align_corners=True as in the released model definition
+                y = F.interpolate(y, size=size, mode="bilinear", align_corners=True)
+            out = y if out is None else out + y
+        return out
+
+
+class ChainedResidualPooling(nn.Module):
+    """Fig. 3(d): a ReLU, then a chain of pooling blocks, each pooling the previous block's output
+    (5x5 max-pool, stride 1, and a conv); every block's output is summed onto the input."""
+
+    def __init__(self, channels: int, blocks: int, order: str = "pool_conv"):
+        super().__init__()
+        if order not in ("pool_conv", "conv_pool"):
+            raise ValueError(f"pool_order must be 'pool_conv' or 'conv_pool', got {order!r}")
+        self.order = order
+        self.pool = nn.MaxPool2d(kernel_size=5, stride=1, padding=2)
+        self.convs = nn.ModuleList(conv3x3(channels, channels, bias=False) for _ in range(blocks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The one ReLU of the block (Sec. 3.3); with 0 pooling blocks (Table 2's ablation) it stays.
+        x = F.relu(x)
+        top = x
+        for conv in self.convs:
+            top = conv(self.pool(top)) if self.order == "pool_conv" else self.pool(conv(top))
+            x = x + top
+        return x
+
+
+class RefineNetBlock(nn.Module):
+    """Fig. 3(a): input RCUs per path -> multi-resolution fusion -> chained residual pooling ->
+    output RCUs. Any number of paths of any resolution and depth (Sec. 3.2)."""
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        input_rcus: Sequence[int],
+        pooling_blocks: int,
+        output_rcus: int,
+        pool_order: str = "pool_conv",
+    ):
+        super().__init__()
+        if len(in_channels) != len(input_rcus):
+            raise ValueError("in_channels and input_rcus must have one entry per path")
+        self.out_channels = min(in_channels)
+        self.adapt = nn.ModuleList(
+            nn.Sequential(*(ResidualConvUnit(c) for _ in range(n))) for c, n in zip(in_channels, input_rcus)
+        )
+        self.fusion = MultiResolutionFusion(in_channels, self.out_channels)
+        self.pool = ChainedResidualPooling(self.out_channels, pooling_blocks, pool_order)
+        self.output = nn.Sequential(*(ResidualConvUnit(self.out_channels) for _ in range(output_rcus)))
+
+    def forward(self, paths: Sequence[torch.Tensor]) -> torch.Tensor:
+        paths = [adapt(p) for adapt, p in zip(self.adapt, paths)]
+        return self.output(self.pool(self.fusion(paths)))
+
+
+class ResNetBackbone(nn.Module):
+    """torchvision's ResNet split into its 4 blocks (Sec. 3.1); keys keep torchvision's names."""
+
+    def __init__(self, depth: str = "resnet101"):
+        super().__init__()
+        if depth not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {depth!r}")
+        resnet = getattr(torchvision.models, depth)(weights=None)
+        self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        l1 = self.layer1(x)  # 1/4
+        l2 = self.layer2(l1)  # 1/8
+        l3 = self.layer3(l2)  # 1/16
+        l4 = self.layer4(l3)  # 1/32
+        return [l1, l2, l3, l4]
+
+
+@dataclass(frozen=True)
+class RefineNetConfig:
+    """Every knob of the paper's tables, in one place; saved with every checkpoint."""
+
+    num_classes: int
+    backbone: str = "resnet101"  # Table 2: resnet50 / resnet101 / resnet152
+    variant: str = "4-cascaded"  # Table 9: single / 2-cascaded / 4-cascaded / 4-cascaded-2-scale
+    pooling_blocks: int = 2  # Sec. 3.2 default; 4 for VOC and Person-Part; 0 = ablated (Table 2)
+    block_layout: str = "released"  # "released" or "paper" (see the module docstring)
+    pool_order: str = "pool_conv"  # "pool_conv" (paper, checkpoints) or "conv_pool" (released training code)
+    features: int = 256  # filters per path (Sec. 3.2)
+    top_features: int = 512  # filters of paths from ResNet block-4 (RefineNet-4, Sec. 3.2)
+    dropout: float = 0.5  # released model definition; 0 disables
+    freeze_batchnorm: bool = True  # released training code: batch-norm statistics frozen ("global")
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {self.variant!r}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.block_layout not in ("released", "paper"):
+            raise ValueError(f"block_layout must be 'released' or 'paper', got {self.block_layout!r}")
+        if self.pooling_blocks < 0 or self.num_classes < 1:
+            raise ValueError("pooling_blocks must be >= 0 and num_classes >= 1")
+
+    @property
+    def cascade(self) -> tuple[tuple[int, ...], ...]:
+        return CASCADES[VARIANTS[self.variant][0]]
+
+    @property
+    def input_scales(self) -> tuple[float, ...]:
+        return VARIANTS[self.variant][1]
+
+
+class RefineNet(nn.Module):
+    """Fig. 2(c): ResNet(s) refined by cascaded RefineNet blocks, then a 3x3 classifier.
+
+    `model(x)` returns class scores at the input size; `model(x, upsample=False)` the score map
+    the classifier produces (1/4 of the input, or 1.2/4 for the 2-scale variant).
+    """
+
+    def __init__(self, config: RefineNetConfig):
+        super().__init__()
+        self.config = config
+        scales = config.input_scales
+        self.backbones = nn.ModuleList(ResNetBackbone(config.backbone) for _ in scales)
+        self.dropout = nn.Dropout(config.dropout)
+
+        # Flat list of ResNet paths in block order: (block index, scale index, ResNet block m).
+        self.paths: list[tuple[int, int, int]] = [
+            (b, s, m) for b, group in enumerate(config.cascade) for s in range(len(scales)) for m in group
+        ]
+
+        def width(m: int) -> int:
+            return config.top_features if m == 4 else config.features
+
+        # "each ResNet output is passed through one convolutional layer to adapt the dimensionality"
+        self.dimred = nn.ModuleList(conv3x3(RESNET_CHANNELS[m], width(m), bias=False) for _, _, m in self.paths)
+
+        released = config.block_layout == "released"
+        blocks, previous = [], None
+        for b in range(len(config.cascade)):
+            widths = [width(m) for bb, _, m in self.paths if bb == b]
+            rcus = [2] * len(widths)
+            if previous is not None:
+                widths.insert(0, previous)
+                rcus.insert(0, 0 if released else 2)
+            last = b == len(config.cascade) - 1
+            output_rcus = 3 if released else (3 if last else 1)
+            block = RefineNetBlock(widths, rcus, config.pooling_blocks, output_rcus, config.pool_order)
+            blocks.append(block)
+            previous = block.out_channels
+        self.blocks = nn.ModuleList(blocks)
+        self.classifier = conv3x3(previous, config.num_classes, bias=True)
+
+    def forward(self, x: torch.Tensor, upsample: bool = True) -> torch.Tensor:
+        features = []
+        for scale, backbone in zip(self.config.input_scales, self.backbones):
+            xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+            levels = backbone(xs)
+            levels[2], levels[3] = self.dropout(levels[2]), self.dropout(levels[3])
+            features.append(levels)
+        out = None
+        for b, block in enumerate(self.blocks):
+            inputs = [] if out is None else [out]
+            for dimred, (bb, s, m) in zip(self.dimred, self.paths):
+                if bb == b:
+                    inputs.append(dimred(features[s][m - 1]))
+            out = block(inputs)
+        scores = self.classifier(self.dropout(out))
+        if upsample:
+            # "upsampled to match the original image using bilinear interpolation" (Sec. 3.1)
+            scores = F.interpolate(scores, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return scores
+
+    def train(self, mode: bool = True) -> RefineNet:
+        super().train(mode)
+        if mode and self.config.freeze_batchnorm:
+            # Frozen statistics must mean eval mode; requires_grad=False alone lets them drift.
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """`backbone` (pretrained, smaller learning rate) and `refine` (new layers)."""
+        backbone = [p for p in self.backbones.parameters()]
+        ids = {id(p) for p in backbone}
+        return {"backbone": backbone, "refine": [p for p in self.parameters() if id(p) not in ids]}
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+
+def load_backbone_weights(model: RefineNet, weights) -> None:
+    """Load ImageNet weights into every backbone.
+
+    `weights`: a torchvision weights enum or its name (e.g. "IMAGENET1K_V1", "DEFAULT"), or a
+    path to a `.pth` file holding a torchvision ResNet state dict (`fc.*` keys are ignored).
+    """
+    state = _resolve_backbone_state(model.config.backbone, weights)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    for backbone in model.backbones:
+        missing, unexpected = backbone.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"backbone weights do not fit {model.config.backbone}: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
+
+
+def _resolve_backbone_state(depth: str, weights) -> dict:
+    if isinstance(weights, dict):
+        return weights
+    is_path = isinstance(weights, os.PathLike) or (isinstance(weights, str) and ("/" in weights or "." in weights))
+    if is_path:
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone weights file {path} does not exist (expected a {depth} .pth)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model"):
+            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+                state = state[key]
+        return state
+    enum = torchvision.models.get_model_weights(depth)
+    if isinstance(weights, str):
+        weights = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+    if cached.is_file():
+        return torch.load(cached, map_location="cpu", weights_only=True)
+    try:
+        return weights.get_state_dict(progress=True)
+    except Exception as err:  # URLError, socket errors, SSL errors: all mean "could not download"
+        raise RuntimeError(
+            f"ImageNet weights {weights} for {depth} are not cached and could not be downloaded ({err}).\n"
+            f"Provide them in one of two ways:\n"
+            f"  * copy the file from {weights.url} to {cached}\n"
+            f"  * pass a local file: --backbone-weights /path/to/{depth}.pth (a torchvision state dict)\n"
+            f"or train from random initialisation with --backbone-weights none."
+        ) from err
+
+
+def build_refinenet(num_classes: int, backbone_weights=None, **options) -> RefineNet:
+    """Plain builder: `build_refinenet(21, backbone="resnet101", variant="4-cascaded",
+    pooling_blocks=4, backbone_weights="IMAGENET1K_V1")`. `backbone_weights=None` keeps random init."""
+    model = RefineNet(RefineNetConfig(num_classes=num_classes, **options))
+    if backbone_weights not in (None, "none"):
+        load_backbone_weights(model, backbone_weights)
+    return model
+
+
+def refinenet50(num_classes: int, **options) -> RefineNet:
+    return build_refinenet(num_classes, backbone="resnet50", **options)
+
+
+def refinenet101(num_classes: int, **options) -> RefineNet:
+    return build_refinenet(num_classes, backbone="resnet101", **options)
+
+
+def refinenet152(num_classes: int, **options) -> RefineNet:
+    return build_refinenet(num_classes, backbone="resnet152", **options)
