@@ -7,6 +7,8 @@ import importlib
 import platform
 import sys
 
+from refinenet.data.cli import add_commands as add_data_commands
+
 
 def cmd_info(args: argparse.Namespace) -> int:
     import torch
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="version, torch and device, which optional parts import")
     info.set_defaults(func=cmd_info)
     # Each area adds its own subcommands here.
+    add_data_commands(sub)
     return parser
 
 

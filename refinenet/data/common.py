@@ -94,7 +94,7 @@ def identity_lut(num_classes: int) -> np.ndarray:
 def read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))  # a writable copy: torch.from_numpy warns on read-only arrays
     except (OSError, ValueError) as err:
         raise OSError(f"cannot read image {path}: {err}") from err
 
@@ -108,8 +108,9 @@ def read_label(path: Path) -> np.ndarray:
             arr = np.asarray(im)
     except (OSError, ValueError) as err:
         raise OSError(f"cannot read label {path}: {err}") from err
-    if arr.max(initial=0) > 255:
-        raise LabelValueError(f"label {path} holds values above 255: {sorted(np.unique(arr[arr > 255]))[:10]}")
+    if arr.max(initial=0) > 255 or arr.min(initial=0) < 0:
+        bad = sorted(int(v) for v in np.unique(arr[(arr > 255) | (arr < 0)]))[:10]
+        raise LabelValueError(f"label {path} holds values outside [0, 255]: {bad}")
     return arr.astype(np.uint8)
 
 
@@ -125,13 +126,17 @@ def apply_lut(label: np.ndarray, lut: np.ndarray, path: Path) -> np.ndarray:
 class SegmentationFiles(torch.utils.data.Dataset):
     """(image, label) pairs read from files.
 
+    A pair's label path may be None (e.g. Cityscapes test, whose labels are withheld): its label is
+    then all `ignore_index`, so the item still loads and the engine can predict it, while any
+    score computed on it is empty. `has_labels` tells whether every item has a real label.
+
     Items are `(image, label)`: `tv_tensors.Image` uint8 3xHxW and `tv_tensors.Mask` int64 HxW with
     values in [0, num_classes) or 255, or whatever `transform(image, label)` makes of them.
     """
 
     def __init__(
         self,
-        pairs: Sequence[tuple[Path, Path]],
+        pairs: Sequence[tuple[Path, Path | None]],
         info: DatasetInfo,
         lut: np.ndarray | None = None,
         transform: Callable | None = None,
@@ -140,7 +145,7 @@ class SegmentationFiles(torch.utils.data.Dataset):
     ):
         if not pairs:
             raise DatasetLayoutError(f"{info.name}: no images found for split {split!r} under {root}")
-        self.pairs = [(Path(i), Path(lab)) for i, lab in pairs]
+        self.pairs = [(Path(i), None if lab is None else Path(lab)) for i, lab in pairs]
         self.info = info
         self.lut = identity_lut(info.num_classes) if lut is None else lut
         self.transform = transform
@@ -150,6 +155,10 @@ class SegmentationFiles(torch.utils.data.Dataset):
     @property
     def num_classes(self) -> int:
         return self.info.num_classes
+
+    @property
+    def has_labels(self) -> bool:
+        return all(label is not None for _, label in self.pairs)
 
     @property
     def is_standin(self) -> bool:
@@ -167,6 +176,8 @@ class SegmentationFiles(torch.utils.data.Dataset):
         """Image HxWx3 uint8 and train-id label HxW int64, checked."""
         image_path, label_path = self.pairs[index]
         image = read_image(image_path)
+        if label_path is None:
+            return image, np.full(image.shape[:2], self.info.ignore_index, dtype=np.int64)
         label = apply_lut(read_label(label_path), self.lut, label_path)
         if image.shape[:2] != label.shape:
             raise ValueError(
