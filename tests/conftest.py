@@ -11,3 +11,29 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} (the project's shared reference folder) is not present")
     return SHARED
+
+
+# --- data tests: a module that sets CONVERTED = (dataset, converter, seed) gets these fixtures.
+
+
+@pytest.fixture(scope="module")
+def converted(request, tmp_path_factory) -> tuple[Path, Path]:
+    """(raw, out): a stand-in of the module's dataset (4 train, 3 val images, 48x64) in its raw
+    layout, and what the module's converter makes of it."""
+    from refinenet import data
+
+    name, converter, seed = request.module.CONVERTED
+    base = tmp_path_factory.mktemp(name)
+    data.write_standin(name, base / "raw", train=4, val=3, size=(48, 64), seed=seed)
+    data.prepare(converter, base / "raw", base / "out")
+    return base / "raw", base / "out"
+
+
+@pytest.fixture(scope="module")
+def standin(converted) -> Path:
+    return converted[0]
+
+
+@pytest.fixture(scope="module")
+def prepared(converted) -> Path:
+    return converted[1]

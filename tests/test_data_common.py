@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from refinenet import data
 from refinenet.cli import main
-from refinenet.data import common, standin
+from refinenet.data import common, files, standin
 from refinenet.data.common import DatasetLayoutError, LabelValueError
 
 # Datasets whose bad-input behaviour this file pins down, with the folder that holds a split's images.
@@ -119,6 +121,16 @@ def test_save_png_is_atomic_and_keeps_values_and_palette(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["i.jpg", "l.png"]  # no temp files
 
 
+def test_written_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        standin.save_png(tmp_path / "l.png", np.zeros((4, 4), np.uint8))
+        files.write_text_atomic(tmp_path / "ids.txt", "a\n")
+    finally:
+        os.umask(mask)
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {"l.png": 0o644, "ids.txt": 0o644}
+
+
 # --- CLI
 
 
@@ -173,19 +185,12 @@ def test_missing_split_folder_names_the_path_and_shows_the_layout(tiny):
     assert str(folder) in str(err.value) and data.dataset_info(name).layout in str(err.value)
 
 
-def test_unreadable_image_error_names_the_file(tiny):
+@pytest.mark.parametrize(("which", "content"), [("image", b"not an image"), ("label", b"\x89PNG truncated")])
+def test_unreadable_file_error_names_the_file(tiny, which, content):
     name, root, ds = tiny
-    image_path = ds.pairs[0][0]
-    image_path.write_bytes(b"not an image")
-    with pytest.raises(OSError, match=str(image_path)):
-        data.load_dataset(name, root, "val")[0]
-
-
-def test_unreadable_label_error_names_the_file(tiny):
-    name, root, ds = tiny
-    label_path = ds.pairs[0][1]
-    label_path.write_bytes(b"\x89PNG truncated")
-    with pytest.raises(OSError, match=str(label_path)):
+    path = ds.pairs[0][("image", "label").index(which)]
+    path.write_bytes(content)
+    with pytest.raises(OSError, match=str(path)):
         data.load_dataset(name, root, "val")[0]
 
 

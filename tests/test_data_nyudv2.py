@@ -18,12 +18,7 @@ REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-samples" /
 HEIGHT, WIDTH = 48, 64
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    base = tmp_path_factory.mktemp("nyudv2")
-    nyudv2.write_standin(base / "raw", train=4, val=3, size=(HEIGHT, WIDTH), seed=0)
-    nyudv2.prepare(base / "raw", base / "out")
-    return base / "raw", base / "out"
+CONVERTED = ("nyudv2", "nyudv2", 0)  # the `converted` fixture (conftest.py): (raw, out)
 
 
 def _index_of(path: Path) -> int:

@@ -16,18 +16,7 @@ SIZE = (48, 64)
 AEROPLANE, TABLE, ACCORDION, UNKNOWN = 2, 397, 1, 431  # ids in the release's labels.txt
 
 
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("context_standin")
-    data.write_standin("pascal_context", root, train=4, val=3, size=SIZE, seed=0)
-    return root
-
-
-@pytest.fixture(scope="module")
-def prepared(standin, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("context_prepared")
-    data.prepare("pascal_context", standin, out)
-    return out
+CONVERTED = ("pascal_context", "pascal_context", 0)  # the `standin` and `prepared` fixtures (conftest.py)
 
 
 def read_ids(path: Path) -> list[str]:

@@ -18,12 +18,7 @@ REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-samples" /
 HEIGHT, WIDTH = 48, 64
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    base = tmp_path_factory.mktemp("person_part")
-    person_part.write_standin(base / "raw", train=4, val=3, size=(HEIGHT, WIDTH), seed=2)
-    person_part.prepare(base / "raw", base / "out")
-    return base / "raw", base / "out"
+CONVERTED = ("person_part", "person_part", 2)  # the `converted` fixture (conftest.py): (raw, out)
 
 
 def _annotation(path: Path, objects: list[tuple[str, np.ndarray, list[tuple[str, np.ndarray]]]]) -> None:

@@ -17,12 +17,7 @@ REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-samples" /
 HEIGHT, WIDTH = 48, 64
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    base = tmp_path_factory.mktemp("sunrgbd")
-    sunrgbd.write_standin(base / "raw", train=4, val=3, size=(HEIGHT, WIDTH), seed=1)
-    sunrgbd.prepare(base / "raw", base / "out")
-    return base / "raw", base / "out"
+CONVERTED = ("sunrgbd", "sunrgbd", 1)  # the `converted` fixture (conftest.py): (raw, out)
 
 
 def test_sunrgbd_standin_prepares_into_loadable_37_class_pairs(converted):

@@ -17,18 +17,7 @@ REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-samples"
 SIZE = (48, 64)
 
 
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("voc_standin")
-    data.write_standin("voc2012", root, train=4, val=3, size=SIZE, seed=0)
-    return root
-
-
-@pytest.fixture(scope="module")
-def prepared(standin, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("voc_prepared")
-    data.prepare("sbd", standin, out)
-    return out
+CONVERTED = ("voc2012", "sbd", 0)  # the `standin` and `prepared` fixtures (conftest.py)
 
 
 def read_ids(path: Path) -> list[str]:

@@ -13,12 +13,13 @@ import numpy as np
 
 from refinenet.data import standin
 from refinenet.data.common import (
-    IGNORE_INDEX,
     DatasetInfo,
     DatasetLayoutError,
     SegmentationFiles,
     is_standin,
     require_path,
+    resolve_split,
+    shifted_lut,
     write_standin_marker,
 )
 
@@ -89,22 +90,8 @@ INFO = DatasetInfo(
 )
 
 
-def _annotation_lut() -> np.ndarray:
-    lut = np.full(256, -1, dtype=np.int16)  # 151..255 are not ADE values: an error, not ignore
-    lut[0] = IGNORE_INDEX
-    lut[1 : INFO.num_classes + 1] = np.arange(INFO.num_classes)
-    return lut
-
-
-ANNOTATION_TO_TRAINID = _annotation_lut()
-
-
-def canonical_split(split: str) -> str:
-    split = SPLIT_ALIASES.get(split, split)
-    if split not in SPLITS:
-        names = ", ".join([*SPLITS, *SPLIT_ALIASES])
-        raise ValueError(f"ade20k has no split {split!r}; splits: {names}")
-    return split
+# 0 ('other objects') -> 255, 1..150 -> 0..149; 151..255 are not ADE values: an error, not ignore.
+ANNOTATION_TO_TRAINID = shifted_lut(INFO.num_classes, stored_ignore=False)
 
 
 def challenge_folder(root: Path) -> Path:
@@ -119,7 +106,7 @@ def challenge_folder(root: Path) -> Path:
 
 def dataset(root: Path, split: str, transform=None) -> SegmentationFiles:
     """ADE20K `split` (training/validation, or train/val); labels are train ids 0..149, 255 = other."""
-    split = canonical_split(split)
+    split = resolve_split(split, INFO, SPLIT_ALIASES)
     base = challenge_folder(root)
     images = sorted(require_path(base / "images" / split, INFO, "images").glob("*.jpg"))
     annotations = require_path(base / "annotations" / split, INFO, "annotations")

@@ -13,8 +13,6 @@ Predictions for the evaluation server go back to labelIds with `TRAINID_TO_LABEL
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +20,17 @@ import numpy as np
 from refinenet.data import standin
 from refinenet.data.common import (
     IGNORE_INDEX,
-    STANDIN_MARKER,
     DatasetInfo,
     DatasetLayoutError,
     SegmentationFiles,
     apply_lut,
     identity_lut,
-    is_standin,
     read_label,
     require_path,
+    resolve_split,
     write_standin_marker,
 )
+from refinenet.data.files import carry_standin_marker, link_or_copy
 
 # (name, labelId, trainId, colour) from cityscapesScripts' labels table; trainId 255 = void.
 # License plate (labelId -1) never appears in the labelIds images and is left out.
@@ -116,11 +114,6 @@ def trainids_to_labelids(prediction: np.ndarray) -> np.ndarray:
     return lut[np.asarray(prediction, dtype=np.uint8)]
 
 
-def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"cityscapes has no split {split!r}; splits: {', '.join(SPLITS)}")
-
-
 def _images(root: Path, split: str) -> list[Path]:
     folder = require_path(Path(root) / "leftImg8bit" / split, INFO, "images")
     return sorted(folder.glob(f"*/*{IMAGE_SUFFIX}"))
@@ -134,7 +127,7 @@ def _label_path(root: Path, split: str, image: Path, suffix: str) -> Path:
 def dataset(root: Path, split: str, transform=None) -> SegmentationFiles:
     """Cityscapes `split` (train, val or test) under `root`; labels are trainIds (255 = void)."""
     root = require_path(Path(root), INFO, "dataset root")
-    _check_split(split)
+    split = resolve_split(split, INFO)
     images = _images(root, split)
     if split == "test":
         return SegmentationFiles([(image, None) for image in images], INFO, transform=transform, root=root, split=split)
@@ -148,20 +141,6 @@ def dataset(root: Path, split: str, transform=None) -> SegmentationFiles:
             require_path(path, INFO, "label of an image in leftImg8bit")
         pairs, lut = list(zip(images, label_ids)), LABELID_TO_TRAINID
     return SegmentationFiles(pairs, INFO, lut=lut, transform=transform, root=root, split=split)
-
-
-def _link(source: Path, target: Path) -> None:
-    """Symlink `target` -> `source` atomically (copy where links are not allowed); skip if present."""
-    if target.exists() or source.resolve() == target.resolve():
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        tmp.symlink_to(source.resolve())
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
 
 
 def prepare(raw: Path, out: Path) -> None:
@@ -180,18 +159,17 @@ def prepare(raw: Path, out: Path) -> None:
         jobs += [(split, image) for image in _images(raw, split)]
     if not jobs:
         raise DatasetLayoutError(f"cityscapes: no *{IMAGE_SUFFIX} under {raw / 'leftImg8bit'}\n{INFO.layout}")
+    carry_standin_marker(raw, out, INFO)
     for split, image in tqdm(jobs, desc="cityscapes labelIds -> trainIds", unit="image"):
-        _link(image, out / image.relative_to(raw))
+        link_or_copy(image, out / image.relative_to(raw), symbolic=True)
         if split == "test":
             continue
         label_ids = require_path(_label_path(raw, split, image, LABELIDS_SUFFIX), INFO, "label")
-        _link(label_ids, _label_path(out, split, image, LABELIDS_SUFFIX))
+        link_or_copy(label_ids, _label_path(out, split, image, LABELIDS_SUFFIX), symbolic=True)
         target = _label_path(out, split, image, TRAINIDS_SUFFIX)
         if not target.is_file():
             train_ids = apply_lut(read_label(label_ids), LABELID_TO_TRAINID, label_ids)
             standin.save_png(target, train_ids.astype(np.uint8))
-    if is_standin(raw) and not is_standin(out):  # converted stand-in data stays marked
-        shutil.copyfile(raw / STANDIN_MARKER, out / STANDIN_MARKER)
 
 
 # --- stand-in: street-like scenes in the raw layout, labelIds including void ids.

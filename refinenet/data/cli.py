@@ -28,8 +28,18 @@ def cmd_standin(args: argparse.Namespace) -> int:
     return 0
 
 
+# Datasets read as shipped whose optional extras have a converter of their own.
+_EXTRA_CONVERTERS = {"voc2012": ("sbd", "SBD's extra annotations for the augmented train_aug set")}
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     if args.dataset not in data.CONVERTERS:
+        if args.dataset in _EXTRA_CONVERTERS:
+            converter, what = _EXTRA_CONVERTERS[args.dataset]
+            return _fail(
+                f"{args.dataset} is read as shipped; to convert {what}, run "
+                f"`refinenet prepare {converter} --raw RAW --out OUT`"
+            )
         if args.dataset in data.DATASET_NAMES:
             names = ", ".join(data.CONVERTERS)
             return _fail(f"{args.dataset} is read as shipped, no conversion needed; converters: {names}")

@@ -83,12 +83,101 @@ def write_standin_marker(root: Path, dataset: str, seed: int) -> None:
     )
 
 
+def voc_colormap(n: int) -> tuple[tuple[int, int, int], ...]:
+    """The VOC devkit's colour map (`VOClabelcolormap.m`), n colours: the bits of the class id are
+    spread over the high bits of R, G and B. Used by every dataset without a palette of its own."""
+    colours = []
+    for index in range(n):
+        r = g = b = 0
+        c = index
+        for shift in range(7, -1, -1):
+            r |= (c & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        colours.append((r, g, b))
+    return tuple(colours)
+
+
 def identity_lut(num_classes: int) -> np.ndarray:
-    """Stored value v -> v for v < num_classes, everything else -> undefined (-1 = error)."""
+    """Stored value v -> v for v < num_classes, 255 stays ignore, everything else undefined (-1 = error)."""
     lut = np.full(256, -1, dtype=np.int16)
     lut[:num_classes] = np.arange(num_classes)
     lut[IGNORE_INDEX] = IGNORE_INDEX
     return lut
+
+
+def shifted_lut(num_classes: int, *, stored_ignore: bool = True) -> np.ndarray:
+    """Stored 0 (unlabelled) -> 255 (ignore), v -> v - 1 for 1 <= v <= num_classes, everything else
+    undefined (-1 = error). A stored 255 stays ignore unless `stored_ignore` is False (then it is an
+    error too, for formats that never store it)."""
+    lut = np.full(256, -1, dtype=np.int16)
+    lut[0] = IGNORE_INDEX
+    lut[1 : num_classes + 1] = np.arange(num_classes)
+    if stored_ignore:
+        lut[IGNORE_INDEX] = IGNORE_INDEX
+    return lut
+
+
+def resolve_split(split: str, info: DatasetInfo, aliases: dict[str, str] | None = None) -> str:
+    """The canonical name of `split` (e.g. `val` -> `test` where the paper has no val set)."""
+    aliases = aliases or {}
+    name = aliases.get(split, split)
+    if name not in info.splits:
+        valid = ", ".join(dict.fromkeys([*info.splits, *aliases]))
+        raise ValueError(f"{info.name}: unknown split {split!r}; valid splits: {valid}")
+    return name
+
+
+def require_files(pairs: Sequence[tuple[Path, Path | None]], info: DatasetInfo, split: str) -> None:
+    """Every listed image and label exists, else one error naming the first missing file."""
+    missing = [p for pair in pairs for p in pair if p is not None and not Path(p).is_file()]
+    if missing:
+        raise DatasetLayoutError(
+            f"{info.name}: {len(missing)} file(s) listed by split {split!r} are missing, "
+            f"first {missing[0]}.\n"
+            f"Expected layout under the dataset root:\n{info.layout}"
+        )
+
+
+def listed_files(
+    info: DatasetInfo,
+    root: Path,
+    split: str,
+    ids: Sequence[str],
+    images: Path,
+    labels: Path | None,
+    *,
+    image_suffix: str = ".jpg",
+    label_suffix: str = ".png",
+    lut: np.ndarray | None = None,
+    transform: Callable | None = None,
+) -> SegmentationFiles:
+    """The pairs `images/<id><image_suffix>`, `labels/<id><label_suffix>` of the listed ids (no
+    labels where `labels` is None), every file checked to exist."""
+    pairs = [(images / f"{i}{image_suffix}", None if labels is None else labels / f"{i}{label_suffix}") for i in ids]
+    require_files(pairs, info, split)
+    return SegmentationFiles(pairs, info, lut, transform, root=root, split=split)
+
+
+def flat_dataset(
+    info: DatasetInfo,
+    root: Path,
+    split: str,
+    aliases: dict[str, str] | None = None,
+    *,
+    image_suffix: str = ".jpg",
+    lut: np.ndarray | None = None,
+    transform: Callable | None = None,
+) -> SegmentationFiles:
+    """A root in the flat layout our NYUDv2 and SUN-RGBD converters write: `<split>.txt` (one id a
+    line), `images/<id><image_suffix>` and `labels/<id>.png`."""
+    root = Path(root)
+    split = resolve_split(split, info, aliases)
+    require_path(root, info, "dataset root")
+    ids = read_split_list(root / f"{split}.txt", info)
+    images, labels = root / "images", root / "labels"
+    return listed_files(info, root, split, ids, images, labels, image_suffix=image_suffix, lut=lut, transform=transform)
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -14,23 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from refinenet.data.common import (
-    IGNORE_INDEX,
     DatasetInfo,
     DatasetLayoutError,
     LabelValueError,
     SegmentationFiles,
-    read_split_list,
+    flat_dataset,
     require_path,
+    shifted_lut,
+    voc_colormap,
     write_standin_marker,
 )
-from refinenet.data.prepare_util import (
-    atomic_path,
-    bit_colormap,
-    carry_standin_marker,
-    resolve_split,
-    write_id_list,
-    write_matlab73_header,
-)
+from refinenet.data.files import atomic_path, carry_standin_marker, write_id_list, write_matlab73_header
 
 RAW_MAT = "nyu_depth_v2_labeled.mat"
 CLASS_MAPPING_MAT = "classMapping40.mat"
@@ -62,7 +56,7 @@ SPLIT_ALIASES = {"val": "test"}
 INFO = DatasetInfo(
     name="nyudv2",
     class_names=CLASS_NAMES,
-    palette=bit_colormap(len(CLASS_NAMES) + 1)[1:],  # the VOC colours of the stored ids 1..N (none black)
+    palette=voc_colormap(len(CLASS_NAMES) + 1)[1:],  # the VOC colours of the stored ids 1..N (none black)
     splits={"train": 795, "test": 654},
     layout=LAYOUT,
     notes=(
@@ -78,25 +72,13 @@ def sample_id(index: int) -> str:
     return f"{index:04d}"
 
 
-def label_lut() -> np.ndarray:
-    """Stored 40-class id -> train id: 0 (unlabelled) -> 255, 1..40 -> 0..39."""
-    lut = np.full(256, -1, dtype=np.int16)
-    lut[0] = IGNORE_INDEX
-    lut[1 : len(CLASS_NAMES) + 1] = np.arange(len(CLASS_NAMES))
-    lut[IGNORE_INDEX] = IGNORE_INDEX
-    return lut
+# Stored 40-class id -> train id: 0 (unlabelled) -> 255, 1..40 -> 0..39.
+LABEL_LUT = shifted_lut(len(CLASS_NAMES))
 
 
 def dataset(root: Path, split: str, transform=None) -> SegmentationFiles:
-    root = Path(root)
-    split = resolve_split(split, INFO, SPLIT_ALIASES)
-    require_path(root, INFO, "dataset root")
-    ids = read_split_list(root / f"{split}.txt", INFO)
-    pairs = [(root / "images" / f"{i}.png", root / "labels" / f"{i}.png") for i in ids]
-    for image, label in pairs:
-        require_path(image, INFO, "image")
-        require_path(label, INFO, "label")
-    return SegmentationFiles(pairs, INFO, lut=label_lut(), transform=transform, root=root, split=split)
+    """The prepared NYUDv2 `split` under `root` (see LAYOUT); labels are train ids 0..39, 255 = unlabelled."""
+    return flat_dataset(INFO, root, split, SPLIT_ALIASES, image_suffix=".png", lut=LABEL_LUT, transform=transform)
 
 
 # --- reading the raw release
@@ -167,8 +149,7 @@ def prepare(raw: Path, out: Path) -> None:
         count = images.shape[0]
         if images.ndim != 4 or images.shape[1] != 3 or labels.shape != (count, *images.shape[2:]):
             raise DatasetLayoutError(
-                f"{mat_path}: expected images N x 3 x W x H and labels N x W x H, "
-                f"got {images.shape} and {labels.shape}"
+                f"{mat_path}: expected images N x 3 x W x H and labels N x W x H, got {images.shape} and {labels.shape}"
             )
         wanted = sorted(set(splits["train"]) | set(splits["test"]))
         if wanted[0] < 1 or wanted[-1] > count:

@@ -30,19 +30,15 @@ from refinenet.data.common import (
     LabelValueError,
     SegmentationFiles,
     identity_lut,
+    listed_files,
     read_split_list,
     require_path,
+    resolve_split,
+    voc_colormap,
     write_standin_marker,
 )
+from refinenet.data.files import atomic_path, carry_standin_marker, link_or_copy, write_id_list, write_text_atomic
 from refinenet.data.standin import paint_scene, save_jpeg, save_png
-from refinenet.data.voc2012 import (
-    atomic_target,
-    copy_standin_marker,
-    link_or_copy,
-    require_files,
-    voc_colormap,
-    write_text_atomic,
-)
 
 # The 59 classes in 59_labels.txt order, each with its id in the 459-line labels.txt. The ids are
 # those of FCN's name lookup and of mmsegmentation's / the Detail API's `_mapping` list.
@@ -125,8 +121,7 @@ def mmseg_to_train_lut() -> np.ndarray:
 def dataset(root: Path, split: str, transform=None) -> SegmentationFiles:
     """The PASCAL-Context `split` under `root` (the folder holding `VOCdevkit/`), 60 classes."""
     root = Path(root)
-    if split not in INFO.splits:
-        raise ValueError(f"pascal_context: unknown split {split!r}; splits: {', '.join(INFO.splits)}")
+    split = resolve_split(split, INFO)
     require_path(root, INFO, "dataset root")
     voc = require_path(root / VOC_SUBDIR, INFO, "VOC2010 folder")
     images = require_path(voc / "JPEGImages", INFO, "images")
@@ -142,9 +137,7 @@ def dataset(root: Path, split: str, transform=None) -> SegmentationFiles:
             f"Expected layout:\n{INFO.layout}"
         )
     ids = read_split_list(voc / SPLIT_DIR / f"{split}.txt", INFO)
-    pairs = [(images / f"{i}.jpg", labels / f"{i}.png") for i in ids]
-    require_files(pairs, INFO, split)
-    return SegmentationFiles(pairs, INFO, lut, transform, root=root, split=split)
+    return listed_files(INFO, root, split, ids, images, labels, lut=lut, transform=transform)
 
 
 # --- converter: trainval/*.mat (459 ids) -> 60-class PNGs
@@ -162,6 +155,7 @@ def prepare(raw: Path, out: Path) -> None:
     context = _context_dir(raw)
     check_label_names(context)
     splits = {split: read_split_list(_raw_split_list(voc, split), INFO) for split in INFO.splits}
+    carry_standin_marker(raw, out, INFO)
     lut = raw_to_train_lut()
     out_voc = out / VOC_SUBDIR
     all_ids = sorted(set(splits["train"]) | set(splits["val"]))
@@ -172,8 +166,7 @@ def prepare(raw: Path, out: Path) -> None:
             save_png(target, lut[raw_label].astype(np.uint8))
         link_or_copy(require_path(voc / "JPEGImages" / f"{i}.jpg", INFO, "image"), out_voc / "JPEGImages" / f"{i}.jpg")
     for split, ids in splits.items():
-        write_text_atomic(out_voc / SPLIT_DIR / f"{split}.txt", "".join(f"{i}\n" for i in ids))
-    copy_standin_marker(raw, out)
+        write_id_list(out_voc / SPLIT_DIR / f"{split}.txt", ids)
 
 
 def _context_dir(raw: Path) -> Path:
@@ -264,10 +257,10 @@ def write_standin(out: Path, *, train: int, val: int, size: tuple[int, int], see
         background[:, : width // 2] = False
         label_map[background] = rng.choice(outside)
         save_jpeg(voc / "JPEGImages" / f"{i}.jpg", image)
-        with atomic_target(out / "trainval" / f"{i}.mat") as tmp:
+        with atomic_path(out / "trainval" / f"{i}.mat") as tmp:
             scipy.io.savemat(tmp, {"LabelMap": label_map}, appendmat=False, do_compression=True)
     for split, split_ids in (("train", ids[:train]), ("val", ids[train:])):
-        write_text_atomic(voc / "ImageSets" / "Main" / f"{split}.txt", "".join(f"{i}\n" for i in split_ids))
+        write_id_list(voc / "ImageSets" / "Main" / f"{split}.txt", split_ids)
     raw_names = {raw_id: name for name, raw_id in CONTEXT_59}
     write_text_atomic(
         out / "labels.txt",

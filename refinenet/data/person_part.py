@@ -14,23 +14,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from refinenet.data.common import (
     DatasetInfo,
     DatasetLayoutError,
     LabelValueError,
     SegmentationFiles,
+    listed_files,
     read_split_list,
     require_path,
+    resolve_split,
+    voc_colormap,
     write_standin_marker,
 )
-from refinenet.data.prepare_util import (
+from refinenet.data.files import (
     atomic_path,
-    bit_colormap,
     carry_standin_marker,
-    copy_file_atomic,
-    resolve_split,
+    matlab_string,
+    write_converted_pair,
     write_id_list,
 )
 
@@ -66,7 +67,7 @@ RAW/ (what `prepare` reads)
 INFO = DatasetInfo(
     name="person_part",
     class_names=CLASS_NAMES,
-    palette=bit_colormap(len(CLASS_NAMES)),
+    palette=voc_colormap(len(CLASS_NAMES)),
     splits={"train": 1717, "test": 1818},
     layout=LAYOUT,
     notes=(
@@ -85,19 +86,10 @@ def dataset(root: Path, split: str, transform=None) -> SegmentationFiles:
     split = resolve_split(split, INFO, SPLIT_ALIASES)
     require_path(root, INFO, "dataset root")
     ids = read_split_list(root / SPLIT_LISTS[split], INFO)
-    pairs = [(root / "JPEGImages" / f"{i}.jpg", root / "SegmentationPart" / f"{i}.png") for i in ids]
-    for image, label in pairs:
-        require_path(image, INFO, "image")
-        require_path(label, INFO, "part label")
-    return SegmentationFiles(pairs, INFO, transform=transform, root=root, split=split)
+    return listed_files(INFO, root, split, ids, root / "JPEGImages", root / "SegmentationPart", transform=transform)
 
 
 # --- converting PASCAL-Part annotations
-
-
-def _matlab_string(value) -> str:
-    flat = np.asarray(value).ravel()
-    return str(flat[0]) if flat.size else ""
 
 
 def _struct_elements(value) -> list:
@@ -122,10 +114,10 @@ def part_label(annotation_path: Path) -> np.ndarray:
         raise DatasetLayoutError(f"{annotation_path}: anno.objects is empty")
     label = np.zeros(np.asarray(objects[0]["mask"]).shape, dtype=np.uint8)
     for obj in objects:
-        if _matlab_string(obj["class"]) != "person":
+        if matlab_string(obj["class"]) != "person":
             continue
         for part in _struct_elements(obj["parts"]):
-            name = _matlab_string(part["part_name"])
+            name = matlab_string(part["part_name"])
             if name not in PART_TO_CLASS:
                 raise LabelValueError(f"{annotation_path}: unknown person part {name!r}")
             mask = np.asarray(part["mask"])
@@ -138,8 +130,6 @@ def part_label(annotation_path: Path) -> np.ndarray:
 def prepare(raw: Path, out: Path) -> None:
     """PASCAL-Part annotations + VOC images + id lists (see LAYOUT) -> the released Person-Part layout."""
     from tqdm import tqdm
-
-    from refinenet.data.standin import save_png
 
     raw, out = Path(raw), Path(out)
     require_path(raw, INFO, "raw release folder")
@@ -155,17 +145,7 @@ def prepare(raw: Path, out: Path) -> None:
             continue
         image_in = require_path(raw / "JPEGImages" / f"{image_id}.jpg", INFO, "image")
         label = part_label(require_path(raw / "Annotations_Part" / f"{image_id}.mat", INFO, "part annotation"))
-        with Image.open(image_in) as im:
-            width, height = im.size
-        if label.shape != (height, width):
-            raise ValueError(
-                f"person_part: {image_in} is {width}x{height} but its annotation is "
-                f"{label.shape[1]}x{label.shape[0]} (width x height)"
-            )
-        if not label_out.exists():
-            save_png(label_out, label, palette=INFO.palette)
-        if not image_out.exists():
-            copy_file_atomic(image_in, image_out)
+        write_converted_pair(image_in, label, image_out, label_out, INFO, what="annotation", palette=INFO.palette)
     for split, name in SPLIT_LISTS.items():
         write_id_list(out / name, splits[split])
 

@@ -1,4 +1,4 @@
-"""Synthetic scenes for stand-in datasets, and atomic image writers.
+"""Synthetic scenes for stand-in datasets, and the image writers (atomic, see `files.py`).
 
 A stand-in copies a dataset's layout with generated pictures so that every command runs without
 the real data. The scenes are built to be learnable and to reward high-resolution prediction,
@@ -10,13 +10,13 @@ background and mild noise.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from refinenet.data.files import save_image_atomic
 
 # Texture kinds, picked per class from its id.
 _STRIPES, _CHECKER, _DOTS = 0, 1, 2
@@ -163,22 +163,6 @@ def _render(rng: np.random.Generator, label: np.ndarray, num_classes: int, backg
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-# --- atomic writers: a file is either absent or complete, so an interrupted run never leaves half a PNG.
-
-
-def _atomic_save(path: Path, image: Image.Image, fmt: str, **options) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format=fmt, **options)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def to_pil(array: np.ndarray, palette: np.ndarray | list | tuple | None = None) -> Image.Image:
     """HxWx3 uint8 -> RGB; HxW uint8 -> L, or P with `palette` (N x 3 RGB); HxW uint16 -> I;16."""
     array = np.asarray(array)
@@ -202,9 +186,9 @@ def to_pil(array: np.ndarray, palette: np.ndarray | list | tuple | None = None) 
 
 def save_png(path: Path, array: np.ndarray, palette=None) -> None:
     """Write `array` as PNG atomically (temp file + os.replace). See `to_pil` for the modes."""
-    _atomic_save(path, to_pil(array, palette), "PNG")
+    save_image_atomic(path, to_pil(array, palette), "PNG")
 
 
 def save_jpeg(path: Path, array: np.ndarray, quality: int = 95) -> None:
     """Write an HxWx3 uint8 array as JPEG atomically."""
-    _atomic_save(path, to_pil(array), "JPEG", quality=quality)
+    save_image_atomic(path, to_pil(array), "JPEG", quality=quality)

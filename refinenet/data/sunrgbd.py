@@ -14,25 +14,25 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
 
 from refinenet.data import nyudv2
 from refinenet.data.common import (
-    IGNORE_INDEX,
     DatasetInfo,
     DatasetLayoutError,
     LabelValueError,
     SegmentationFiles,
+    flat_dataset,
     read_split_list,
     require_path,
+    shifted_lut,
+    voc_colormap,
     write_standin_marker,
 )
-from refinenet.data.prepare_util import (
+from refinenet.data.files import (
     atomic_path,
-    bit_colormap,
     carry_standin_marker,
-    copy_file_atomic,
-    resolve_split,
+    matlab_string,
+    write_converted_pair,
     write_id_list,
     write_matlab73_header,
 )
@@ -59,7 +59,7 @@ RAW/ (what `prepare` reads, as downloaded)
 INFO = DatasetInfo(
     name="sunrgbd",
     class_names=CLASS_NAMES,
-    palette=bit_colormap(len(CLASS_NAMES) + 1)[1:],  # the VOC colours of the stored ids 1..N (none black)
+    palette=voc_colormap(len(CLASS_NAMES) + 1)[1:],  # the VOC colours of the stored ids 1..N (none black)
     splits={"train": 5285, "test": 5050},
     layout=LAYOUT,
     notes=(
@@ -78,25 +78,13 @@ def sample_id(split: str, number: int) -> str:
     return f"{split}_{number:06d}"
 
 
-def label_lut() -> np.ndarray:
-    """Stored 37-class id -> train id: 0 (unlabelled) -> 255, 1..37 -> 0..36."""
-    lut = np.full(256, -1, dtype=np.int16)
-    lut[0] = IGNORE_INDEX
-    lut[1 : len(CLASS_NAMES) + 1] = np.arange(len(CLASS_NAMES))
-    lut[IGNORE_INDEX] = IGNORE_INDEX
-    return lut
+# Stored 37-class id -> train id: 0 (unlabelled) -> 255, 1..37 -> 0..36.
+LABEL_LUT = shifted_lut(len(CLASS_NAMES))
 
 
 def dataset(root: Path, split: str, transform=None) -> SegmentationFiles:
-    root = Path(root)
-    split = resolve_split(split, INFO, SPLIT_ALIASES)
-    require_path(root, INFO, "dataset root")
-    ids = read_split_list(root / f"{split}.txt", INFO)
-    pairs = [(root / "images" / f"{i}.jpg", root / "labels" / f"{i}.png") for i in ids]
-    for image, label in pairs:
-        require_path(image, INFO, "image")
-        require_path(label, INFO, "label")
-    return SegmentationFiles(pairs, INFO, lut=label_lut(), transform=transform, root=root, split=split)
+    """The prepared SUN-RGBD `split` under `root` (see LAYOUT); labels are train ids 0..36, 255 = unlabelled."""
+    return flat_dataset(INFO, root, split, SPLIT_ALIASES, lut=LABEL_LUT, transform=transform)
 
 
 # --- reading the raw release
@@ -119,11 +107,6 @@ def read_split_paths(path: Path) -> list[str]:
     return [relative_image_path(line) for line in read_split_list(path, INFO)]
 
 
-def _matlab_string(value) -> str:
-    flat = np.asarray(value).ravel()
-    return str(flat[0]) if flat.size else ""
-
-
 def read_rgb_paths(path: Path) -> list[str]:
     """SUNRGBDMeta(i).rgbpath for every i, as relative image paths.
 
@@ -138,7 +121,7 @@ def read_rgb_paths(path: Path) -> list[str]:
         return _read_rgb_paths_hdf5(path)
     if "SUNRGBDMeta" not in meta or "rgbpath" not in (meta["SUNRGBDMeta"].dtype.names or ()):
         raise DatasetLayoutError(f"{path} has no struct array SUNRGBDMeta with a field rgbpath")
-    return [relative_image_path(_matlab_string(p)) for p in meta["SUNRGBDMeta"]["rgbpath"].ravel()]
+    return [relative_image_path(matlab_string(p)) for p in meta["SUNRGBDMeta"]["rgbpath"].ravel()]
 
 
 def _read_rgb_paths_hdf5(path: Path) -> list[str]:
@@ -167,8 +150,6 @@ def prepare(raw: Path, out: Path) -> None:
     import h5py
     from tqdm import tqdm
 
-    from refinenet.data.standin import save_png
-
     raw, out = Path(raw), Path(out)
     require_path(raw, INFO, "raw release folder")
     splits = {split: read_split_paths(raw / name) for split, name in SPLIT_LISTS.items()}
@@ -195,17 +176,7 @@ def prepare(raw: Path, out: Path) -> None:
                     continue
                 image_in = require_path(raw / rel, INFO, "image")
                 label = read_seglabel(mat, references, index_of[rel])
-                with Image.open(image_in) as im:
-                    width, height = im.size
-                if label.shape != (height, width):
-                    raise ValueError(
-                        f"sunrgbd: {image_in} is {width}x{height} but its seglabel is "
-                        f"{label.shape[1]}x{label.shape[0]} (width x height)"
-                    )
-                if not label_out.exists():
-                    save_png(label_out, label)
-                if not image_out.exists():
-                    copy_file_atomic(image_in, image_out)
+                write_converted_pair(image_in, label, image_out, label_out, INFO, what="seglabel")
     for split, paths in splits.items():
         write_id_list(out / f"{split}.txt", [sample_id(split, n) for n in range(1, len(paths) + 1)])
 

@@ -18,11 +18,7 @@ can predict it; `Path(ds.pairs[i][0]).stem` is the image id that names its resul
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -30,19 +26,21 @@ import scipy.io
 from tqdm import tqdm
 
 from refinenet.data.common import (
-    STANDIN_MARKER,
     DatasetInfo,
     DatasetLayoutError,
     LabelValueError,
     SegmentationFiles,
     apply_lut,
     identity_lut,
-    is_standin,
+    listed_files,
     read_label,
     read_split_list,
     require_path,
+    resolve_split,
+    voc_colormap,
     write_standin_marker,
 )
+from refinenet.data.files import atomic_path, carry_standin_marker, link_or_copy, write_id_list
 from refinenet.data.standin import paint_scene, save_jpeg, save_png
 
 CLASS_NAMES = (
@@ -50,22 +48,6 @@ CLASS_NAMES = (
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )  # fmt: skip
-
-
-def voc_colormap(n: int) -> tuple[tuple[int, int, int], ...]:
-    """The VOC devkit's colour map (`VOClabelcolormap.m`): the bits of the class id are spread
-    over the high bits of R, G and B. Also used for PASCAL-Context's 60 classes."""
-    colours = []
-    for index in range(n):
-        r = g = b = 0
-        c = index
-        for shift in range(7, -1, -1):
-            r |= (c & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        colours.append((r, g, b))
-    return tuple(colours)
 
 
 LAYOUT = """\
@@ -114,8 +96,7 @@ VOC_SPLITS = ("train", "val", "trainval", "test")
 def dataset(root: Path, split: str, transform=None) -> SegmentationFiles:
     """The VOC 2012 `split` under `root` (the folder holding `VOCdevkit/`)."""
     root = Path(root)
-    if split not in INFO.splits:
-        raise ValueError(f"voc2012: unknown split {split!r}; splits: {', '.join(INFO.splits)}")
+    split = resolve_split(split, INFO)
     require_path(root, INFO, "dataset root")
     voc = require_path(root / VOC_SUBDIR, INFO, "VOC2012 folder")
     images = require_path(voc / "JPEGImages", INFO, "images")
@@ -125,9 +106,7 @@ def dataset(root: Path, split: str, transform=None) -> SegmentationFiles:
     else:
         ids = read_split_list(voc / SPLIT_DIR / f"{split}.txt", INFO)
         labels = None if split == "test" else _label_dir(voc)
-    pairs = [(images / f"{i}.jpg", None if labels is None else labels / f"{i}.png") for i in ids]
-    require_files(pairs, INFO, split)
-    return SegmentationFiles(pairs, INFO, LABEL_LUT, transform, root=root, split=split)
+    return listed_files(INFO, root, split, ids, images, labels, lut=LABEL_LUT, transform=transform)
 
 
 def _label_dir(voc: Path) -> Path:
@@ -152,17 +131,6 @@ def _train_aug_ids(voc: Path) -> list[str]:
         )
     # DeepLab's list has lines "/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png"; ours just ids.
     return [Path(line.split()[0]).stem for line in read_split_list(needed[1], INFO)]
-
-
-def require_files(pairs: Sequence[tuple[Path, Path | None]], info: DatasetInfo, split: str) -> None:
-    """Every listed image and label exists, else one error naming the first missing file."""
-    missing = [p for pair in pairs for p in pair if p is not None and not p.is_file()]
-    if missing:
-        raise DatasetLayoutError(
-            f"{info.name}: {len(missing)} file(s) listed by split {split!r} are missing, "
-            f"first {missing[0]}.\n"
-            f"Expected layout under the dataset root:\n{info.layout}"
-        )
 
 
 # --- converter: SBD's .mat annotations -> SegmentationClassAug + train_aug.txt
@@ -190,6 +158,7 @@ def prepare_sbd(raw: Path, out: Path) -> None:
     if test_list.is_file():
         voc_lists["test"] = read_split_list(test_list, INFO)
     sbd_ids = _sbd_ids(sbd)
+    carry_standin_marker(raw, out, INFO)
     train_aug = train_aug_ids(voc_lists["train"], voc_lists["val"], sbd_ids["train"], sbd_ids["val"])
 
     out_voc = out / VOC_SUBDIR
@@ -208,8 +177,7 @@ def prepare_sbd(raw: Path, out: Path) -> None:
         link_or_copy(source, out_voc / "JPEGImages" / f"{i}.jpg")
 
     for split, ids in {**voc_lists, "train_aug": train_aug}.items():
-        write_text_atomic(out_voc / SPLIT_DIR / f"{split}.txt", "".join(f"{i}\n" for i in ids))
-    copy_standin_marker(raw, out)
+        write_id_list(out_voc / SPLIT_DIR / f"{split}.txt", ids)
 
 
 def train_aug_ids(
@@ -261,46 +229,6 @@ def _convert_label(source: Path, target: Path) -> None:
     save_png(target, label)
 
 
-# --- small file helpers (atomic: a file is either absent or whole)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_target(path) as tmp:
-        Path(tmp).write_text(text)
-
-
-def copy_standin_marker(raw: Path, out: Path) -> None:
-    """A root converted from a stand-in is a stand-in too: its results must say data=standin."""
-    if is_standin(raw) and not is_standin(out):
-        write_text_atomic(Path(out) / STANDIN_MARKER, (Path(raw) / STANDIN_MARKER).read_text())
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """Hard link `source` at `target` (a copy where linking fails); skipped if `target` exists."""
-    if target.exists():
-        return
-    with atomic_target(target) as tmp:
-        Path(tmp).unlink()
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
-
-
-@contextmanager
-def atomic_target(path: Path) -> Iterator[str]:
-    """`with atomic_target(path) as tmp:` write `tmp`; on success it replaces `path`, else is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 # --- stand-in: a miniature VOC 2012 + SBD in their release layouts
 
 
@@ -339,9 +267,9 @@ def write_standin(out: Path, *, train: int, val: int, size: tuple[int, int], see
             write_sbd_mat(sbd / "cls" / f"{i}.mat", label)
     lists = {"train": voc_train, "val": voc_val, "trainval": voc_train + voc_val, "test": test}
     for split, split_ids in lists.items():
-        write_text_atomic(voc / SPLIT_DIR / f"{split}.txt", "".join(f"{i}\n" for i in split_ids))
+        write_id_list(voc / SPLIT_DIR / f"{split}.txt", split_ids)
     for split, split_ids in sbd_lists.items():
-        write_text_atomic(sbd / f"{split}.txt", "".join(f"{i}\n" for i in split_ids))
+        write_id_list(sbd / f"{split}.txt", split_ids)
     write_standin_marker(out, INFO.name, seed)
 
 
@@ -368,5 +296,5 @@ def write_sbd_mat(path: Path, label: np.ndarray) -> None:
         "Boundaries": boundaries,
         "CategoriesPresent": np.unique(label[label > 0]).astype(np.uint8),
     }
-    with atomic_target(path) as tmp:
+    with atomic_path(path) as tmp:
         scipy.io.savemat(tmp, {"GTcls": gt}, appendmat=False, do_compression=True)
