@@ -8,6 +8,7 @@ import platform
 import sys
 
 from refinenet.data.cli import add_commands as add_data_commands
+from refinenet.engine_cli import add_commands as add_engine_commands
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_info)
     # Each area adds its own subcommands here.
     add_data_commands(sub)
+    add_engine_commands(sub)
     return parser
 
 

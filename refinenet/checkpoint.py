@@ -1,0 +1,127 @@
+"""Training checkpoints: written atomically (temp file + os.replace), so a run killed mid-write
+leaves the previous checkpoint intact, and loaded with `weights_only=True` (plain data only).
+
+A checkpoint holds everything a resumed run needs to end with exactly the weights of an
+uninterrupted one: model, optimizer, scheduler, grad scaler, iteration, the RNG states
+(torch, CUDA, numpy, python) and the data sampler's position, plus the resolved config and the
+dataset's description (name, class names, palette) for evaluation and prediction.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = "refinenet-checkpoint-v1"
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or does not fit what it is used for."""
+
+
+def save_atomic(obj, path: str | Path) -> Path:
+    """torch.save to a temp file in the same folder, fsync, then os.replace onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def rng_state() -> dict:
+    """Every RNG the training loop may touch, as plain data (loadable with weights_only=True)."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Our checkpoint as a dict; clear errors for a missing file or a file of another kind."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # unpickling errors, truncated files: all mean "not a usable checkpoint"
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a refinenet training checkpoint (format {FORMAT})")
+    return ckpt
+
+
+def is_our_checkpoint(path: str | Path) -> bool:
+    try:
+        load_checkpoint(path)
+    except CheckpointError:
+        return False
+    return True
+
+
+def load_model(path: str | Path, map_location="cpu"):
+    """(model in eval mode, metadata) from our checkpoint or a released `.pth.tar` (`load_released`).
+
+    metadata: `dataset` (name or None), `class_names`, `palette`, `train_config` (or None),
+    `source` ("ours" / "released").
+    """
+    from refinenet.model import RefineNet, RefineNetConfig
+    from refinenet.released import load_released
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = load_checkpoint(path, map_location)
+    except CheckpointError:
+        ckpt = None
+    if ckpt is None:
+        try:
+            model = load_released(path, map_location=map_location)
+        except Exception as err:
+            raise CheckpointError(
+                f"{path} is neither a refinenet training checkpoint nor a released RefineNet .pth.tar: {err}"
+            ) from err
+        meta = {"source": "released", "dataset": None, "class_names": None, "palette": None, "train_config": None}
+        return model, meta
+    model = RefineNet(RefineNetConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    info = ckpt.get("dataset_info") or {}
+    meta = {
+        "source": "ours",
+        "dataset": info.get("name"),
+        "class_names": info.get("class_names"),
+        "palette": info.get("palette"),
+        "train_config": ckpt.get("train_config"),
+        "iteration": ckpt.get("iteration"),
+    }
+    return model.to(map_location).eval(), meta

@@ -1,0 +1,364 @@
+"""Evaluation: `evaluate(EvalConfig) -> dict` and the `refinenet evaluate` command.
+
+Scores as in the paper (Sec. 4): IoU per class, mean IoU, pixel accuracy and mean accuracy from one
+confusion matrix over the split (void = 255 left out, official-recipe.md). Multi-scale testing
+averages the softmax of every scale (Sec. 4); optional flip and dense CRF (Table 4).
+
+Large images (Cityscapes is 1024x2048) have two memory-bounded modes:
+* `tile`: sliding windows of tile x tile pixels with `tile_overlap` overlap; the probabilities of
+  overlapping windows are averaged. Full-resolution result, memory set by the tile size.
+* `max_size`: the image is downscaled so its longer side is at most max_size, predicted, and the
+  probabilities are upsampled back to full size. Cheaper, coarser.
+Under torchrun every process scores its share of the images; the confusion matrices are summed.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from refinenet import data
+from refinenet.checkpoint import CheckpointError, load_model
+from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
+from refinenet.inference import CRFParams, dense_crf, predict_probs
+from refinenet.metrics import ConfusionMatrix
+
+FORMATS = ("palette", "voc-test-server", "cityscapes-test-server")
+VOC_TEST_DIR = "results/VOC2012/Segmentation/comp6_test_cls"  # the VOC evaluation server's layout
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: str | Path  # ours (refinenet train) or a released .pth.tar
+    dataset: str
+    data_root: str | Path
+    split: str = "val"
+    out: str | Path | None = None  # metrics.json and per_class.csv go here
+    scales: Sequence[float] = (1.0,)
+    flip: bool = False
+    crf: bool = False
+    crf_params: CRFParams = field(default_factory=CRFParams)
+    save_predictions: str | Path | None = None
+    format: str = "palette"
+    max_size: int | None = None
+    tile: int | None = None
+    tile_overlap: float = 1 / 3
+    input_scale: float | None = None  # None: the value the checkpoint was trained with (else 1.0)
+    device: str = "auto"
+    workers: int = 2
+    progress: bool = True
+
+
+# ---------------------------------------------------------------------------------------------
+# Probabilities for one image
+
+
+def tiled_probs(model: nn.Module, image: torch.Tensor, tile: int, overlap: float, flip: bool) -> torch.Tensor:
+    """Sliding-window probabilities (1 x C x H x W); windows overlapping a pixel are averaged."""
+    height, width = image.shape[-2:]
+    if height <= tile and width <= tile:
+        return predict_probs(model, image, (1.0,), flip)
+    stride = max(1, int(tile * (1 - overlap)))
+
+    def starts(size: int) -> list[int]:
+        if size <= tile:
+            return [0]
+        count = math.ceil((size - tile) / stride) + 1
+        return sorted({min(i * stride, size - tile) for i in range(count)})
+
+    total, hits = None, torch.zeros((1, 1, height, width), device=image.device)
+    for top in starts(height):
+        for left in starts(width):
+            window = image[..., top : top + tile, left : left + tile]
+            probs = predict_probs(model, window, (1.0,), flip)
+            if total is None:
+                total = torch.zeros((1, probs.shape[1], height, width), device=image.device)
+            total[..., top : top + window.shape[-2], left : left + window.shape[-1]] += probs
+            hits[..., top : top + window.shape[-2], left : left + window.shape[-1]] += 1
+    return total / hits
+
+
+def image_probs(
+    model: nn.Module,
+    image: torch.Tensor,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    max_size: int | None = None,
+    tile: int | None = None,
+    tile_overlap: float = 1 / 3,
+) -> torch.Tensor:
+    """Class probabilities (1 x C x H x W) of one normalised image (1 x 3 x H x W), averaged over scales."""
+    height, width = image.shape[-2:]
+    x = image
+    if max_size and max(height, width) > max_size:
+        factor = max_size / max(height, width)
+        size = (max(1, round(height * factor)), max(1, round(width * factor)))
+        x = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+    if tile:
+        total = None
+        for scale in scales:
+            xs = x
+            if scale != 1.0:
+                size = (max(1, round(x.shape[-2] * scale)), max(1, round(x.shape[-1] * scale)))
+                xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            p = tiled_probs(model, xs, tile, tile_overlap, flip)
+            p = F.interpolate(p, size=(height, width), mode="bilinear", align_corners=False)
+            total = p if total is None else total + p
+        return total / len(scales)
+    probs = predict_probs(model, x, scales, flip)
+    if probs.shape[-2:] != (height, width):
+        probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
+    return probs
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing predictions
+
+
+def flat_palette(palette) -> list[int]:
+    flat = [int(v) for colour in palette for v in colour]
+    return flat + [0] * (768 - len(flat))
+
+
+def save_palette_png(labels: np.ndarray, palette, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(labels.astype(np.uint8), mode="P")
+    im.putpalette(flat_palette(palette))
+    im.save(path)
+
+
+def prediction_path(image_path: Path, directory: Path, fmt: str) -> Path:
+    stem = Path(image_path).stem
+    if fmt == "voc-test-server":
+        return directory / VOC_TEST_DIR / f"{stem}.png"
+    # cityscapes: keep `<city>_<seq>_<frame>_leftImg8bit`, which its evaluation script matches on
+    return directory / f"{stem}.png"
+
+
+def save_prediction(labels: np.ndarray, image_path: Path, directory: Path, fmt: str, palette) -> Path:
+    path = prediction_path(image_path, directory, fmt)
+    if fmt == "cityscapes-test-server":
+        from refinenet.data.cityscapes import trainids_to_labelids
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(trainids_to_labelids(labels).astype(np.uint8), mode="L").save(path)
+    else:
+        save_palette_png(labels, palette, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+class _Indexed(torch.utils.data.Dataset):
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        index = self.indices[i]
+        image, label = self.dataset[index]
+        return index, image, label
+
+
+@torch.inference_mode()
+def evaluate_dataset(
+    model: nn.Module,
+    dataset,
+    device: torch.device,
+    *,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    crf_params: CRFParams | None = None,
+    max_size: int | None = None,
+    tile: int | None = None,
+    tile_overlap: float = 1 / 3,
+    input_scale: float = 1.0,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    save_dir: Path | None = None,
+    fmt: str = "palette",
+    workers: int = 0,
+    progress: bool = True,
+) -> dict | None:
+    """Score `dataset` (a SegmentationFiles without transform) and/or save its predictions.
+
+    Returns the metrics dict on rank 0 (None elsewhere); for a split without labels, a dict
+    without scores. The model is left in eval mode.
+    """
+    was_training = model.training
+    model.eval()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    dataset_eval = copy.copy(dataset)
+    dataset_eval.transform = EvalTransform(mean, std)
+    shard = _Indexed(dataset_eval, range(rank, len(dataset), world))  # no padding: no image counted twice
+    loader = torch.utils.data.DataLoader(shard, batch_size=1, num_workers=workers, shuffle=False)
+    labelled = dataset.has_labels
+    matrix = ConfusionMatrix(dataset.info.num_classes, ignore_index=dataset.info.ignore_index)
+    run_scales = [s * input_scale for s in scales]
+    for index, image, label in tqdm(loader, disable=not (progress and rank == 0), desc="evaluate", unit="img"):
+        image = image.to(device)
+        probs = image_probs(model, image, run_scales, flip, max_size, tile, tile_overlap)[0]
+        if crf_params is not None:
+            raw, _ = dataset.load(int(index))
+            pred = torch.from_numpy(dense_crf(raw, probs, crf_params)).to(device)
+        else:
+            pred = probs.argmax(0)
+        if labelled:
+            matrix.update(pred, label[0].to(device))
+        if save_dir is not None:
+            save_prediction(pred.cpu().numpy(), dataset.pairs[int(index)][0], Path(save_dir), fmt,
+                            dataset.info.palette)
+    if was_training:
+        model.train()
+
+    result = {
+        "dataset": dataset.info.name,
+        "split": dataset.split,
+        "data_kind": dataset.data_kind,
+        "num_images": len(dataset),
+        "scales": list(scales),
+        "input_scale": input_scale,
+        "flip": flip,
+        "crf": None if crf_params is None else vars(crf_params).copy(),
+        "max_size": max_size,
+        "tile": tile,
+        "predictions": None if save_dir is None else str(save_dir),
+        "format": fmt if save_dir is not None else None,
+    }
+    if not labelled:
+        return result if rank == 0 else None
+    mat = matrix.mat if matrix.mat is not None else torch.zeros((matrix.num_classes,) * 2, dtype=torch.int64,
+                                                                   device=device)
+    if dist.is_initialized():
+        dist.all_reduce(mat)  # sum of every process's confusion matrix
+    matrix.mat = mat
+    if rank != 0:
+        return None
+    scores = matrix.compute()
+    names = dataset.info.class_names
+    result.update({
+        "miou": scores["miou"],
+        "pixel_acc": scores["pixel_acc"],
+        "mean_acc": scores["mean_acc"],
+        "per_class_iou": dict(zip(names, scores["iou"])),
+        "per_class_acc": dict(zip(names, scores["class_acc"])),
+        "pixels": scores["pixels"],
+    })
+    return result
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN (class absent) is not valid JSON
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_metrics(result: dict, out: Path) -> None:
+    """`out/metrics.json` and `out/per_class.csv` (class id, name, IoU, accuracy; empty = class absent)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(_json_safe(result), indent=2) + "\n")
+    if "per_class_iou" not in result:
+        return
+    with open(out / "per_class.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["class_id", "class_name", "iou", "accuracy"])
+        for i, name in enumerate(result["per_class_iou"]):
+            iou, acc = result["per_class_iou"][name], result["per_class_acc"][name]
+            writer.writerow([i, name, "" if math.isnan(iou) else f"{iou:.6f}", "" if math.isnan(acc) else f"{acc:.6f}"])
+
+
+def check_eval_config(cfg: EvalConfig) -> None:
+    if cfg.dataset not in data.DATASET_NAMES:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid names: {', '.join(data.DATASET_NAMES)}")
+    if not Path(cfg.checkpoint).is_file():
+        raise CheckpointError(f"checkpoint {cfg.checkpoint} does not exist")
+    if cfg.format not in FORMATS:
+        raise ValueError(f"--format must be one of {FORMATS}, got {cfg.format!r}")
+    if cfg.format == "voc-test-server" and cfg.dataset != "voc2012":
+        raise ValueError("--format voc-test-server is for --dataset voc2012")
+    if cfg.format == "cityscapes-test-server" and cfg.dataset != "cityscapes":
+        raise ValueError("--format cityscapes-test-server is for --dataset cityscapes")
+    if not cfg.scales or any(s <= 0 for s in cfg.scales):
+        raise ValueError(f"--scales must be positive numbers, got {list(cfg.scales)}")
+    if cfg.max_size is not None and cfg.max_size < 32:
+        raise ValueError(f"--max-size must be at least 32, got {cfg.max_size}")
+    if cfg.tile is not None and cfg.tile < 32:
+        raise ValueError(f"--tile must be at least 32, got {cfg.tile}")
+    if not 0 <= cfg.tile_overlap < 1:
+        raise ValueError(f"--tile-overlap must be in [0, 1), got {cfg.tile_overlap}")
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Evaluate a checkpoint on a split; writes metrics.json / per_class.csv under `cfg.out` and the
+    predictions if asked. For a split without labels (VOC / Cityscapes test) only predictions are
+    written (to `save_predictions`, else `out/predictions`)."""
+    from refinenet.train import init_distributed
+
+    check_eval_config(cfg)
+    rank, _, device = init_distributed(cfg.device)
+    dataset = data.load_dataset(cfg.dataset, cfg.data_root, cfg.split)
+    model, meta = load_model(cfg.checkpoint, map_location=device)
+    if model.config.num_classes != dataset.info.num_classes:
+        raise CheckpointError(
+            f"checkpoint {cfg.checkpoint} predicts {model.config.num_classes} classes but {cfg.dataset} has "
+            f"{dataset.info.num_classes}"
+        )
+    train_cfg = meta.get("train_config") or {}
+    input_scale = cfg.input_scale or train_cfg.get("input_scale") or 1.0
+    recipe = train_cfg.get("recipe") or {}
+    mean, std = tuple(recipe.get("mean", IMAGENET_MEAN)), tuple(recipe.get("std", IMAGENET_STD))
+    save_dir = cfg.save_predictions
+    if save_dir is None and (cfg.format != "palette" or not dataset.has_labels):
+        if cfg.out is None:
+            raise ValueError(f"split {cfg.split!r} has no labels: give --save-predictions DIR or --out DIR")
+        save_dir = Path(cfg.out) / "predictions"
+    result = evaluate_dataset(
+        model, dataset, device, scales=cfg.scales, flip=cfg.flip, crf_params=cfg.crf_params if cfg.crf else None,
+        max_size=cfg.max_size, tile=cfg.tile, tile_overlap=cfg.tile_overlap, input_scale=input_scale,
+        mean=mean, std=std, save_dir=save_dir, fmt=cfg.format, workers=cfg.workers, progress=cfg.progress,
+    )
+    if rank != 0:
+        return {}
+    result["checkpoint"] = str(cfg.checkpoint)
+    result["checkpoint_source"] = meta["source"]
+    if "miou" in result:
+        if cfg.out is not None:
+            write_metrics(result, Path(cfg.out))
+    elif cfg.out is not None:
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    return result
+
+
+def format_result(result: dict) -> str:
+    lines = [f"{result['dataset']} {result['split']} ({result['data_kind']} data, {result['num_images']} images, "
+             f"scales {result['scales']}, flip {result['flip']}, crf {'on' if result['crf'] else 'off'})"]
+    if "miou" not in result:
+        lines.append(f"split has no labels: predictions written to {result['predictions']}, no scores")
+        return "\n".join(lines)
+    lines.append(f"mean IoU {result['miou']:.4f}  pixel acc {result['pixel_acc']:.4f}  "
+                 f"mean acc {result['mean_acc']:.4f}")
+    for name, iou in result["per_class_iou"].items():
+        lines.append(f"  {name:<20} {'-' if math.isnan(iou) else f'{iou:.4f}'}")
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""Prediction on image files: `predict(PredictConfig) -> list[Path]` and `refinenet predict`.
+
+Per image, `<stem>_labels.png` (palette PNG of class ids) and `<stem>_overlay.png` (the image with
+the class colours blended in). The palette comes from the dataset stored in our checkpoints, or
+`--dataset` (needed for released checkpoints, which do not name theirs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from refinenet import data
+from refinenet.checkpoint import CheckpointError, load_model
+from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
+from refinenet.evaluate import image_probs, save_palette_png
+
+
+@dataclass
+class PredictConfig:
+    images: Sequence[str | Path]
+    checkpoint: str | Path
+    out: str | Path
+    scales: Sequence[float] = (1.0,)
+    flip: bool = False
+    dataset: str | None = None  # palette / class names; default: the checkpoint's dataset
+    max_size: int | None = None
+    tile: int | None = None
+    overlay_alpha: float = 0.5
+    device: str = "auto"
+
+
+def _palette(meta: dict, dataset: str | None, num_classes: int):
+    if dataset is not None:
+        info = data.dataset_info(dataset)
+        if info.num_classes != num_classes:
+            raise CheckpointError(f"the checkpoint predicts {num_classes} classes but {dataset} has {info.num_classes}")
+        return info.palette
+    if meta.get("palette"):
+        return [tuple(c) for c in meta["palette"]]
+    from refinenet.data.voc2012 import voc_colormap  # a generic, distinct colour per class id
+
+    return voc_colormap(num_classes)
+
+
+@torch.inference_mode()
+def predict(cfg: PredictConfig) -> list[Path]:
+    """Writes the label map and overlay of every image; returns the written paths."""
+    if not cfg.images:
+        raise ValueError("no images given")
+    missing = [str(p) for p in cfg.images if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"image(s) not found: {', '.join(missing)}")
+    if cfg.dataset is not None and cfg.dataset not in data.DATASET_NAMES:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid names: {', '.join(data.DATASET_NAMES)}")
+    if not Path(cfg.checkpoint).is_file():
+        raise CheckpointError(f"checkpoint {cfg.checkpoint} does not exist")
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    model, meta = load_model(cfg.checkpoint, map_location=device)
+    palette = _palette(meta, cfg.dataset, model.config.num_classes)
+    train_cfg = meta.get("train_config") or {}
+    recipe = train_cfg.get("recipe") or {}
+    transform = EvalTransform(tuple(recipe.get("mean", IMAGENET_MEAN)), tuple(recipe.get("std", IMAGENET_STD)))
+    input_scale = train_cfg.get("input_scale") or 1.0
+    scales = [s * input_scale for s in cfg.scales]
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in map(Path, cfg.images):
+        with Image.open(path) as im:
+            rgb = np.array(im.convert("RGB"))
+        image, _ = transform(rgb, np.zeros(rgb.shape[:2], dtype=np.int64))
+        probs = image_probs(model, image[None].to(device), scales, cfg.flip, cfg.max_size, cfg.tile)
+        labels = probs[0].argmax(0).cpu().numpy().astype(np.uint8)
+        label_path = out / f"{path.stem}_labels.png"
+        save_palette_png(labels, palette, label_path)
+        colours = np.array(palette, dtype=np.float32)[labels]
+        blend = (1 - cfg.overlay_alpha) * rgb.astype(np.float32) + cfg.overlay_alpha * colours
+        overlay_path = out / f"{path.stem}_overlay.png"
+        Image.fromarray(blend.round().clip(0, 255).astype(np.uint8), mode="RGB").save(overlay_path)
+        written += [label_path, overlay_path]
+    return written

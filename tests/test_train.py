@@ -1,0 +1,132 @@
+"""Training engine: loss goes down, exact resume, NaN guard, logs and config, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from refinenet import data
+from refinenet.checkpoint import CheckpointError, load_checkpoint
+from refinenet.cli import main
+from refinenet.recipe import RECIPES
+from refinenet.train import NonFiniteLossError, ResumableSampler, TrainConfig, lr_factor, resolve, train
+
+
+@pytest.fixture(scope="module")
+def voc_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("voc")
+    data.write_standin("voc2012", root, train=4, val=2, size=(48, 64), seed=0)
+    return root
+
+
+def smoke(voc_root, out, **overrides) -> TrainConfig:
+    options = dict(dataset="voc2012", data_root=voc_root, out=out, profile="smoke", backbone="resnet50",
+                   crop_size=32, workers=0, progress=False)
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+def test_recipe_values_match_the_released_code():
+    paper = RECIPES["paper"]
+    assert (paper.lr, paper.backbone_lr_mult, paper.momentum, paper.weight_decay) == (5e-4, 0.1, 0.9, 5e-4)
+    assert (paper.batch_size, paper.crop_size, paper.cityscapes_crop_size) == (1, 400, 600)
+    assert paper.lr_schedule == "step" and paper.lr_drop_factor == 0.1 and paper.freeze_batchnorm
+    assert paper.scale_range == (0.7, 1.3) and paper.hflip
+    assert resolve(TrainConfig("cityscapes", "x", "y")).crop_size == 600
+    assert resolve(TrainConfig("voc2012", "x", "y")).pooling_blocks == 4
+
+
+def test_lr_schedules():
+    step = resolve(TrainConfig("voc2012", "x", "y", lr_schedule="step", lr_drop_at=0.5))
+    assert [lr_factor(i, step, 10) for i in (0, 4, 5, 9)] == [1.0, 1.0, 0.1, 0.1]
+    poly = resolve(TrainConfig("voc2012", "x", "y", lr_schedule="poly"))
+    assert lr_factor(0, poly, 10) == 1.0 and 0 < lr_factor(9, poly, 10) < 0.2
+
+
+def test_sampler_is_seeded_resumable_and_sharded():
+    stream = lambda s: [x for _, x in zip(range(12), s)]  # noqa: E731
+    full = stream(ResumableSampler(5, seed=3))
+    assert full == stream(ResumableSampler(5, seed=3))
+    assert stream(ResumableSampler(5, seed=3, start=7))[:5] == full[7:12]
+    assert sorted(i for i, _ in full[:5]) == list(range(5))  # each epoch is a permutation
+    ranks = [[i for i, _ in stream(ResumableSampler(6, seed=0, rank=r, world=2))][:3] for r in (0, 1)]
+    assert sorted(ranks[0] + ranks[1]) == list(range(6))
+
+
+def test_training_lowers_the_loss_and_writes_logs(voc_root, tmp_path):
+    path = train(smoke(voc_root, tmp_path / "run", iterations=10, lr_schedule="constant", lr=1e-3, val_split="val"))
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if "loss" in r]
+    assert [r["iteration"] for r in steps] == list(range(1, 11))
+    assert {"loss", "lr", "images_per_s", "eta_s"} <= set(steps[0])
+    # the first step starts near ln(21) = 3.04 (random init); dropout and random crops make single
+    # steps noisy, so compare with the mean of the last five
+    assert sum(r["loss"] for r in steps[-5:]) / 5 < steps[0]["loss"] - 0.3, [r["loss"] for r in steps]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data_kind"] == "standin" and config["lr"] == 1e-3
+    assert config["model_config"]["backbone"] == "resnet50"
+    ckpt = load_checkpoint(path)
+    assert ckpt["iteration"] == 10 and ckpt["finished"] and ckpt["dataset_info"]["name"] == "voc2012"
+    assert json.loads((tmp_path / "run" / "val" / "metrics.json").read_text())["split"] == "val"
+
+
+def test_killed_and_resumed_run_ends_with_identical_weights(voc_root, tmp_path):
+    options = dict(iterations=6, checkpoint_every=3)
+    straight = load_checkpoint(train(smoke(voc_root, tmp_path / "a", **options)))
+    train(smoke(voc_root, tmp_path / "b", stop_after=3, **options))  # "killed" after iteration 3
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["iteration"] == 3
+    resumed = load_checkpoint(train(smoke(voc_root, tmp_path / "b", resume=True, **options)))
+    assert resumed["iteration"] == straight["iteration"] == 6
+    for name, tensor in straight["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+    for key, state in straight["optimizer"]["state"].items():
+        assert torch.equal(state["momentum_buffer"], resumed["optimizer"]["state"][key]["momentum_buffer"])
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(voc_root, tmp_path):
+    with pytest.raises(NonFiniteLossError, match="iteration 3"):
+        train(smoke(voc_root, tmp_path / "run", iterations=6, checkpoint_every=2, debug_nan_at=3))
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ckpt["iteration"] == 2
+    assert all(torch.isfinite(t).all() for t in ckpt["model"].values() if t.is_floating_point())
+
+
+def test_cli_reports_non_finite_loss(voc_root, tmp_path, capsys):
+    args = ["train", "--dataset", "voc2012", "--data-root", str(voc_root), "--out", str(tmp_path / "r"),
+            "--profile", "smoke", "--backbone", "resnet50", "--crop-size", "32", "--iterations", "2",
+            "--workers", "0", "--no-progress", "--debug-nan-at", "1"]
+    assert main(args) == 1
+    assert "loss is nan at iteration 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--crop-size", "0"], "crop size must be positive"),
+        (["--resume"], "no checkpoint"),
+        (["--lr", "-1"], "learning rate must be positive"),
+    ],
+)
+def test_cli_bad_arguments(voc_root, tmp_path, capsys, extra, message):
+    args = ["train", "--dataset", "voc2012", "--data-root", str(voc_root), "--out", str(tmp_path / "r"),
+            "--profile", "smoke", "--backbone", "resnet50", "--workers", "0", *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_unknown_dataset_and_missing_root(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--dataset", "nope", "--data-root", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert exit_info.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    assert main(["train", "--dataset", "voc2012", "--data-root", str(tmp_path / "missing"), "--out",
+                 str(tmp_path / "r"), "--profile", "smoke", "--backbone", "resnet50"]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def test_existing_checkpoint_needs_resume(voc_root, tmp_path):
+    train(smoke(voc_root, tmp_path / "run", iterations=1))
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(smoke(voc_root, tmp_path / "run", iterations=1))
