@@ -1,21 +1,81 @@
-"""Sessions: `nox -s tests`, `nox -s lint`, `nox -s dev` (see README.md).
+"""Sessions (see README.md):
 
-pip (not uv) installs everything, so the locally served torch / torchvision wheels are used.
-Virtualenvs are reused between runs; `nox -s tests -- -k metrics` passes arguments to pytest.
+    nox -s tests                      the test suite (CPU, minutes)
+    nox -s reproduce-table2           Table 2 on stand-in data; `-- --profile paper --data-root /data --device cuda`
+    nox -s reproduce-all              every table
+    nox -s plots                      re-render results/table<N>.md / .png from the CSVs (no training)
+    nox -s notebooks                  execute every notebook in notebooks/ in place
+    nox -s bench                      efficiency benchmark -> results/efficiency.*
+    nox -s lint                       ruff
+    nox -s dev                        .venv with refinenet and the dev tools
+
+pip (not uv) installs everything, so the locally served torch / torchvision wheels are used. All
+sessions but `lint` share one virtualenv, `.nox/suite`, installed once (again when pyproject.toml
+changes): torch is large, and every session needs the same packages.
 """
+
+import sys
+from pathlib import Path
 
 import nox
 
-nox.options.reuse_venv = "yes"
 nox.options.sessions = ["tests", "lint"]
-nox.options.default_venv_backend = "venv"
+nox.options.reuse_venv = "yes"
+
+SUITE = Path(".nox/suite")
+TABLES = range(1, 10)
 
 
-@nox.session
+def suite_python(session: nox.Session) -> str:
+    """The shared virtualenv's python, created and (re)installed when needed."""
+    python = SUITE / "bin" / "python"
+    stamp = SUITE / ".installed"
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(SUITE), external=True)
+    if not stamp.exists() or stamp.stat().st_mtime < Path("pyproject.toml").stat().st_mtime:
+        session.run(str(python), "-m", "pip", "install", "-e", ".[test]", external=True)
+        stamp.touch()
+    return str(python)
+
+
+@nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """The test suite (CPU, a few minutes)."""
-    session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    """The test suite (CPU). Arguments go to pytest: `nox -s tests -- -k metrics`."""
+    session.run(suite_python(session), "-m", "pytest", *session.posargs, external=True)
+
+
+for _n in TABLES:
+
+    @nox.session(name=f"reproduce-table{_n}", venv_backend="none")
+    def _reproduce(session: nox.Session, number: int = _n) -> None:
+        """Reproduce one table of the paper (default: stand-in data); arguments pass through."""
+        session.run(suite_python(session), "-m", "benchmarks.reproduce", str(number), *session.posargs,
+                    external=True)
+
+
+@nox.session(name="reproduce-all", venv_backend="none")
+def reproduce_all(session: nox.Session) -> None:
+    """Every table, one after the other; arguments pass through."""
+    session.run(suite_python(session), "-m", "benchmarks.reproduce", "all", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def plots(session: nox.Session) -> None:
+    """Re-render every results/table<N>.md and .png from the CSVs (no training)."""
+    session.run(suite_python(session), "-m", "benchmarks.report", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def notebooks(session: nox.Session) -> None:
+    """Execute every notebook in notebooks/ in place (they read results/)."""
+    session.run(suite_python(session), "-m", "benchmarks.notebooks", "--execute", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Cost of RefineNet vs dilated ResNets, fast paths, memory-lean training (CPU about 20 min).
+    Writes results/efficiency.{csv,png,md}; `nox -s bench -- --quick --out /tmp/bench` is a smoke test."""
+    session.run(suite_python(session), "benchmarks/efficiency.py", *session.posargs, external=True)
 
 
 @nox.session
@@ -27,6 +87,6 @@ def lint(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def dev(session: nox.Session) -> None:
     """Create `.venv` with refinenet (editable) and the dev tools, for using the library directly."""
-    session.run("python3", "-m", "venv", ".venv")
-    session.run(".venv/bin/python", "-m", "pip", "install", "-e", ".[dev]")
+    session.run(sys.executable, "-m", "venv", ".venv", external=True)
+    session.run(".venv/bin/python", "-m", "pip", "install", "-e", ".[dev]", external=True)
     session.log("Activate with: source .venv/bin/activate   (then: refinenet info)")

@@ -1,0 +1,147 @@
+"""Markdown tables and comparison plots from the tidy results CSVs (no training).
+
+`python -m benchmarks.report` re-renders `results/table<N>.md` and `.png` for every CSV present.
+Every title says which profile and which data (stand-in or real) produced the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from benchmarks.tables import TABLES  # noqa: E402
+from refinenet.data.files import write_text_atomic  # noqa: E402
+
+COLUMNS = [
+    "table", "row", "dataset", "backbone", "variant", "pooling_blocks", "msc", "crf", "split", "metric",
+    "class_name", "paper_value", "measured_value", "profile", "data", "iterations", "train_seconds",
+    "eval_seconds", "device", "code_version", "finished_at",
+]
+METRIC_NAMES = {"miou": "mean IoU", "pixel_acc": "pixel acc.", "mean_acc": "mean acc.", "iou": "IoU"}
+
+
+def provenance(frame: pd.DataFrame) -> str:
+    profiles = ", ".join(sorted(frame["profile"].astype(str).unique()))
+    kinds = ", ".join(sorted(frame["data"].astype(str).unique()))
+    return f"profile={profiles}, data={kinds}"
+
+
+def _fmt(value) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:.1f}"
+
+
+def markdown(number: int, frame: pd.DataFrame) -> str:
+    table = TABLES[number]
+    lines = [f"# Table {number}: {table.title}", "", f"Measured with **{provenance(frame)}** "
+             f"(device {', '.join(frame['device'].astype(str).unique())}, code {frame['code_version'].iloc[0]}).", ""]
+    if (frame["data"] == "standin").any():
+        lines += ["Stand-in data is synthetic: measured numbers show the pipeline at work and are not comparable "
+                  "with the paper's.", ""]
+    if table.note:
+        lines += [table.note, ""]
+    summary = frame[frame["class_name"].fillna("") == ""]
+    metrics = list(dict.fromkeys(summary["metric"]))
+    header = ["row", "dataset", "msc", "crf"] + [f"{METRIC_NAMES[m]} {kind}" for m in metrics
+                                                 for kind in ("paper", "measured")]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (label, dataset), group in summary.groupby(["row", "dataset"], sort=False):
+        first = group.iloc[0]
+        cells = [label, dataset, "yes" if first["msc"] else "no", "yes" if first["crf"] else "no"]
+        for m in metrics:
+            hit = group[group["metric"] == m]
+            cells += [_fmt(hit["paper_value"].iloc[0]) if len(hit) else "—",
+                      _fmt(hit["measured_value"].iloc[0]) if len(hit) else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    per_class = frame[frame["class_name"].fillna("") != ""]
+    if len(per_class):
+        classes = list(dict.fromkeys(per_class["class_name"]))
+        lines += ["", "Per-class IoU (paper / measured):", "",
+                  "| row | " + " | ".join(classes) + " |", "|" + "---|" * (len(classes) + 1)]
+        for label, group in per_class.groupby("row", sort=False):
+            values = group.set_index("class_name")
+            lines.append(f"| {label} | " + " | ".join(
+                f"{_fmt(values.loc[c, 'paper_value'])} / {_fmt(values.loc[c, 'measured_value'])}" for c in classes
+            ) + " |")
+    timing = frame.drop_duplicates("row")[["row", "iterations", "train_seconds", "eval_seconds"]]
+    lines += ["", "| row | iterations | train s | eval s |", "|---|---|---|---|"]
+    lines += [f"| {r.row} | {r.iterations} | {r.train_seconds} | {r.eval_seconds} |" for r in timing.itertuples()]
+    return "\n".join(lines) + "\n"
+
+
+def _bars(ax, labels, paper, measured, title):
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, [np.nan if v is None else v for v in paper], 0.4, label="paper", color="#9aa7b8")
+    ax.bar(x + 0.2, [np.nan if v is None else v for v in measured], 0.4, label="measured", color="#d0612a")
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+
+
+def plot(number: int, frame: pd.DataFrame, path: Path) -> None:
+    table = TABLES[number]
+    summary = frame[frame["class_name"].fillna("") == ""]
+    if table.plot == "per_class":
+        per_class = frame[frame["class_name"].fillna("") != ""]
+        rows = list(dict.fromkeys(per_class["row"]))
+        fig, axes = plt.subplots(len(rows), 1, figsize=(12, 3.2 * len(rows)), squeeze=False)
+        for ax, label in zip(axes[:, 0], rows):
+            group = per_class[per_class["row"] == label]
+            _bars(ax, list(group["class_name"]), list(group["paper_value"]), list(group["measured_value"]),
+                  f"{label}: per-class IoU")
+    elif table.plot == "ablation":
+        datasets = list(dict.fromkeys(summary["dataset"]))
+        fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.2), squeeze=False)
+        for ax, dataset in zip(axes[0], datasets):
+            group = summary[(summary["dataset"] == dataset) & (summary["metric"] == "miou")]
+            _bars(ax, list(group["row"]), list(group["paper_value"]), list(group["measured_value"]),
+                  f"{dataset}: mean IoU per configuration")
+    else:
+        labels = [f"{r.row}\n{METRIC_NAMES[r.metric]}" for r in summary.itertuples()]
+        fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(labels)), 4))
+        _bars(ax, labels, list(summary["paper_value"]), list(summary["measured_value"]), "paper vs measured")
+    fig.suptitle(f"Table {number}: {table.title}\n({provenance(frame)})", fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def render(number: int, frame: pd.DataFrame, results: Path) -> None:
+    write_text_atomic(Path(results) / f"table{number}.md", markdown(number, frame))
+    plot(number, frame, Path(results) / f"table{number}.png")
+
+
+def read_results(number: int, results: Path) -> pd.DataFrame:
+    path = Path(results) / f"table{number}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `nox -s reproduce-table{number}` first")
+    return pd.read_csv(path, keep_default_na=True, dtype={"class_name": str})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parents[1] / "results")
+    args = parser.parse_args(argv)
+    rendered = 0
+    for number in TABLES:
+        if (args.results / f"table{number}.csv").is_file():
+            render(number, read_results(number, args.results), args.results)
+            rendered += 1
+            print(f"rendered table{number}.md and table{number}.png")
+    if rendered == 0:
+        print(f"no results/table<N>.csv under {args.results}; run a reproduce-table session first")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

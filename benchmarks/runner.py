@@ -1,0 +1,234 @@
+"""Run one table of the paper: train each model it needs, evaluate each row, write tidy results.
+
+Everything is cached under `results/runs/table<N>/` (one folder per trained model and per
+evaluated row), so an interrupted run resumes and a finished row is not recomputed (`fresh=True`
+redoes it). Outputs: `results/table<N>.csv` (one row per measurement), `.md` and `.png`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from benchmarks import report
+from benchmarks.paper_tables import load_paper_table
+from benchmarks.tables import TABLES, TEST_SERVER, TRAIN_SPLIT, Row, Table
+from refinenet import data
+from refinenet.data.common import is_standin
+from refinenet.data.files import write_text_atomic
+from refinenet.evaluate import EvalConfig, evaluate
+from refinenet.inference import PAPER_SCALES
+from refinenet.recipe import default_pooling_blocks
+from refinenet.train import TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Datasets whose public release (and so their stand-in) needs `refinenet prepare` before loading.
+PREPARE = {"voc2012": "sbd", "nyudv2": "nyudv2", "sunrgbd": "sunrgbd", "pascal_context": "pascal_context",
+           "person_part": "person_part"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a table run is sized. `standin`/`smoke` generate stand-in data; `paper` reads real data."""
+
+    name: str
+    train_profile: str  # the engine's recipe (refinenet/recipe.py)
+    scales: tuple[float, ...]  # multi-scale evaluation
+    standin: dict | None  # refinenet standin arguments, None = real data
+    checkpoint_every: int | None = None  # None: the recipe's
+
+
+PROFILES = {
+    # released evaluation code: scales 0.4-1.2 averaged (official-recipe.md)
+    "paper": Profile("paper", "paper", PAPER_SCALES, None),
+    # ours: small enough that every table finishes in minutes on 2 CPU cores
+    "standin": Profile("standin", "standin", (0.6, 0.8, 1.0, 1.2), {"train": 48, "val": 16, "size": (120, 160)}),
+    # ours: seconds per row, for the tests
+    "smoke": Profile("smoke", "smoke", (0.8, 1.0), {"train": 4, "val": 2, "size": (64, 80)}, checkpoint_every=1000),
+}
+
+
+@dataclass
+class RunOptions:
+    profile: str = "standin"
+    data_root: str | None = None  # paper profile: DIR holding one folder per dataset, or "name=DIR,name=DIR"
+    results: Path = REPO / "results"
+    cache: Path = REPO / ".cache"
+    device: str = "auto"
+    workers: int = 0
+    fresh: bool = False
+    iterations: int | None = None  # override the recipe's iterations (e.g. quick looks at real data)
+    seed: int = 0
+    progress: bool = True
+
+
+def code_version() -> str:
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True,
+                             check=True, timeout=10)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        from refinenet import __version__
+
+        return __version__
+
+
+def device_name(device: str) -> str:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def dataset_root(dataset: str, opts: RunOptions) -> Path:
+    """Where `dataset` is read from: generated stand-in data, or the user's real copy."""
+    profile = PROFILES[opts.profile]
+    if profile.standin is None:
+        return real_root(dataset, opts.data_root)
+    base = Path(opts.cache) / f"standin-{profile.name}" / dataset
+    done = base / "ready.json"
+    if done.is_file():
+        return Path(json.loads(done.read_text())["root"])
+    raw = base / "raw"
+    data.write_standin(dataset, raw, seed=opts.seed, **profile.standin)
+    root = raw
+    if dataset in PREPARE:
+        root = base / "prepared"
+        data.prepare(PREPARE[dataset], raw, root)
+    write_text_atomic(done, json.dumps({"root": str(root)}))
+    return root
+
+
+def real_root(dataset: str, data_root: str | None) -> Path:
+    if not data_root:
+        raise ValueError("the paper profile reads real data: give --data-root DIR (one folder per dataset, "
+                         f"e.g. DIR/{dataset}) or --data-root {dataset}=PATH")
+    if "=" in data_root:
+        roots = dict(item.split("=", 1) for item in data_root.split(","))
+        if dataset not in roots:
+            raise ValueError(f"--data-root names no folder for {dataset} (got {sorted(roots)})")
+        return Path(roots[dataset])
+    return Path(data_root) / dataset
+
+
+def train_model(table: Table, row: Row, root: Path, opts: RunOptions) -> tuple[Path, dict]:
+    """Train (or resume, or reuse) the model `row` needs; returns its checkpoint and timing."""
+    out = Path(opts.results) / "runs" / f"table{table.number}" / row.model_key
+    done = out / "done.json"
+    if done.is_file():
+        return out / "checkpoint.pt", json.loads(done.read_text())
+    cfg = TrainConfig(
+        dataset=row.dataset, data_root=root, out=out, split=TRAIN_SPLIT.get(row.dataset, "train"),
+        profile=PROFILES[opts.profile].train_profile, backbone=row.backbone, variant=row.variant,
+        pooling_blocks=row.pooling_blocks, iterations=opts.iterations, seed=opts.seed, device=opts.device,
+        workers=opts.workers, resume=(out / "checkpoint.pt").is_file(), progress=opts.progress,
+        checkpoint_every=PROFILES[opts.profile].checkpoint_every,
+    )
+    start = time.perf_counter()
+    checkpoint = train(cfg)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    timing = {"train_seconds": round(time.perf_counter() - start, 1), "iterations": int(state.get("iteration", 0))}
+    write_text_atomic(done, json.dumps(timing))
+    return checkpoint, timing
+
+
+def evaluate_row(table: Table, row: Row, checkpoint: Path, root: Path, opts: RunOptions) -> tuple[dict, float]:
+    out = Path(opts.results) / "runs" / f"table{table.number}" / row.key
+    cached = out / "result.json"
+    if cached.is_file():
+        saved = json.loads(cached.read_text())
+        return saved["result"], saved["eval_seconds"]
+    scales = PROFILES[opts.profile].scales if row.msc else (1.0,)
+    start = time.perf_counter()
+    result = evaluate(EvalConfig(checkpoint=checkpoint, dataset=row.dataset, data_root=root, split=row.split,
+                                 out=out, scales=scales, crf=row.crf, device=opts.device, workers=opts.workers,
+                                 progress=opts.progress))
+    seconds = round(time.perf_counter() - start, 1)
+    if row.dataset in TEST_SERVER:
+        # Tables 4 and 5 are test-server results: write the submission files beside the val scores.
+        split, fmt = TEST_SERVER[row.dataset]
+        evaluate(EvalConfig(checkpoint=checkpoint, dataset=row.dataset, data_root=root, split=split,
+                            save_predictions=out / "test-server", format=fmt, scales=scales, crf=row.crf,
+                            device=opts.device, workers=opts.workers, progress=opts.progress))
+        result["test_server_files"] = str(out / "test-server")
+    write_text_atomic(cached, json.dumps({"result": _nan_to_none(result), "eval_seconds": seconds}, indent=1))
+    return result, seconds
+
+
+def _nan_to_none(value):
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def paper_value(paper: pd.DataFrame, row: Row, metric: str, class_name: str = "") -> float | None:
+    if not row.paper:
+        return None
+    match = paper[(paper["dataset"] == row.dataset) & (paper["metric"] == metric)]
+    match = match[match["class_name"].fillna("") == class_name]
+    for column, value in row.paper.items():
+        match = match[match[column].astype(str) == str(value)]
+    if len(match) > 1:
+        raise ValueError(f"table {row.label}: {len(match)} paper rows match {row.paper} / {metric} {class_name}")
+    return float(match["value"].iloc[0]) if len(match) else None
+
+
+def run_table(number: int, opts: RunOptions) -> pd.DataFrame:
+    """Run Table `number` and write results/table<N>.{csv,md,png}; returns the tidy results."""
+    table = TABLES[number]
+    if opts.fresh:
+        shutil.rmtree(Path(opts.results) / "runs" / f"table{number}", ignore_errors=True)
+    paper = load_paper_table(number)
+    by_model: dict[str, list[Row]] = defaultdict(list)
+    for row in table.rows:
+        by_model[row.model_key].append(row)
+    records = []
+    for rows in by_model.values():
+        root = dataset_root(rows[0].dataset, opts)
+        checkpoint, timing = train_model(table, rows[0], root, opts)
+        for row in rows:
+            result, eval_seconds = evaluate_row(table, row, checkpoint, root, opts)
+            common = {
+                "table": number, "row": row.label, "dataset": row.dataset, "backbone": row.backbone,
+                "variant": row.variant,
+                "pooling_blocks": default_pooling_blocks(row.dataset) if row.pooling_blocks is None
+                else row.pooling_blocks,
+                "msc": row.msc, "crf": row.crf, "split": row.split, "profile": opts.profile,
+                "data": "standin" if is_standin(root) else "real", "iterations": timing["iterations"],
+                "train_seconds": timing["train_seconds"], "eval_seconds": eval_seconds,
+                "device": device_name(opts.device), "code_version": code_version(),
+                "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            }
+            for metric in row.metrics:
+                records.append({**common, "metric": metric, "class_name": "",
+                                "paper_value": paper_value(paper, row, metric),
+                                "measured_value": _percent(result.get(metric))})
+            if row.per_class:
+                for name, iou in result["per_class_iou"].items():
+                    records.append({**common, "metric": "iou", "class_name": name,
+                                    "paper_value": paper_value(paper, row, "iou", name),
+                                    "measured_value": _percent(iou)})
+    frame = pd.DataFrame.from_records(records, columns=report.COLUMNS)
+    results = Path(opts.results)
+    write_text_atomic(results / f"table{number}.csv", frame.to_csv(index=False))
+    report.render(number, frame, results)
+    return frame
+
+
+def _percent(value) -> float | None:
+    return None if value is None or value != value else round(100.0 * float(value), 2)
