@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 # ResNet block m (1..4, Sec. 3.1) -> output channels of torchvision's Bottleneck ResNets.
 RESNET_CHANNELS = {1: 256, 2: 512, 3: 1024, 4: 2048}
@@ -65,8 +66,13 @@ class ResidualConvUnit(nn.Module):
         super().__init__()
         self.conv1 = conv3x3(channels, channels, bias=True)  # released: `{i}_conv`, with bias
         self.conv2 = conv3x3(channels, channels, bias=False)  # released: `{i}_conv_relu_varout_dimred`
+        self.inplace = False  # memory-lean mode: reuse buffers no backward needs (same numbers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.inplace:
+            # conv1's output is not saved by any backward (conv saves its input), so ReLU may overwrite
+            # it; conv2's output likewise takes the residual sum. a + b == b + a exactly in IEEE floats.
+            return self.conv2(F.relu_(self.conv1(F.relu(x)))).add_(x)
         return x + self.conv2(F.relu(self.conv1(F.relu(x))))
 
 
@@ -80,6 +86,7 @@ class MultiResolutionFusion(nn.Module):
             self.convs = nn.ModuleList(conv3x3(c, out_channels, bias=False) for c in in_channels)
         else:
             self.convs = None
+        self.inplace = False  # memory-lean mode: accumulate the sum in place (conv/upsample outputs are not saved)
 
     def forward(self, paths: Sequence[torch.Tensor]) -> torch.Tensor:
         if self.convs is None:
@@ -91,7 +98,10 @@ class MultiResolutionFusion(nn.Module):
             if y.shape[-2:] != size:
                 # align_corners=True as in the released model definition
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=True)
-            out = y if out is None else out + y
+            if out is None:
+                out = y
+            else:
+                out = out.add_(y) if self.inplace else out + y
         return out
 
 
@@ -106,14 +116,16 @@ class ChainedResidualPooling(nn.Module):
         self.order = order
         self.pool = nn.MaxPool2d(kernel_size=5, stride=1, padding=2)
         self.convs = nn.ModuleList(conv3x3(channels, channels, bias=False) for _ in range(blocks))
+        self.inplace = False  # memory-lean mode: accumulate the sum in place after the first block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The one ReLU of the block (Sec. 3.3); with 0 pooling blocks (Table 2's ablation) it stays.
         x = F.relu(x)
         top = x
-        for conv in self.convs:
+        for i, conv in enumerate(self.convs):
             top = conv(self.pool(top)) if self.order == "pool_conv" else self.pool(conv(top))
-            x = x + top
+            # The ReLU output is saved by the ReLU and the first pool, so only later sums may be in place.
+            x = x.add_(top) if self.inplace and i > 0 else x + top
         return x
 
 
@@ -179,6 +191,10 @@ class RefineNetConfig:
     top_features: int = 512  # filters of paths from ResNet block-4 (RefineNet-4, Sec. 3.2)
     dropout: float = 0.5  # released model definition; 0 disables
     freeze_batchnorm: bool = True  # released training code: batch-norm statistics frozen ("global")
+    # Memory-lean training (no effect on the numbers): recompute every RefineNet block, and every ResNet
+    # stage when batch norm is frozen, in the backward pass (activation checkpointing), and use in-place
+    # ops where no backward needs the overwritten tensor.
+    memory_lean: bool = False
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -239,12 +255,36 @@ class RefineNet(nn.Module):
             previous = block.out_channels
         self.blocks = nn.ModuleList(blocks)
         self.classifier = conv3x3(previous, config.num_classes, bias=True)
+        for module in self.blocks.modules():
+            if isinstance(module, (ResidualConvUnit, MultiResolutionFusion, ChainedResidualPooling)):
+                module.inplace = config.memory_lean
+
+    def _recompute(self, function, *args):
+        """Memory-lean mode while gradients are recorded: keep only `function`'s inputs and run it again
+        in the backward pass (non-reentrant checkpointing; the RNG state is restored, so dropout
+        and every output and gradient are identical to the plain forward)."""
+        if self.config.memory_lean and torch.is_grad_enabled():
+            return checkpoint(function, *args, use_reentrant=False, preserve_rng_state=True)
+        return function(*args)
+
+    def _backbone_levels(self, backbone: ResNetBackbone, x: torch.Tensor) -> list[torch.Tensor]:
+        # Batch norm in training mode would update its running statistics again on recomputation,
+        # so ResNet stages are only recomputed when the statistics are frozen (the released recipe).
+        if not (self.config.memory_lean and self.config.freeze_batchnorm):
+            return backbone(x)
+        stem = lambda t: backbone.maxpool(backbone.relu(backbone.bn1(backbone.conv1(t))))
+        x = self._recompute(stem, x)
+        levels = []
+        for layer in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4):
+            x = self._recompute(layer, x)
+            levels.append(x)
+        return levels
 
     def forward(self, x: torch.Tensor, upsample: bool = True) -> torch.Tensor:
         features = []
         for scale, backbone in zip(self.config.input_scales, self.backbones):
             xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
-            levels = backbone(xs)
+            levels = self._backbone_levels(backbone, xs)
             levels[2], levels[3] = self.dropout(levels[2]), self.dropout(levels[3])
             features.append(levels)
         out = None
@@ -253,7 +293,7 @@ class RefineNet(nn.Module):
             for dimred, (bb, s, m) in zip(self.dimred, self.paths):
                 if bb == b:
                     inputs.append(dimred(features[s][m - 1]))
-            out = block(inputs)
+            out = self._recompute(block, inputs)
         scores = self.classifier(self.dropout(out))
         if upsample:
             # "upsampled to match the original image using bilinear interpolation" (Sec. 3.1)
