@@ -69,9 +69,10 @@ def markdown(number: int, frame: pd.DataFrame) -> str:
             lines.append(f"| {label} | " + " | ".join(
                 f"{_fmt(values.loc[c, 'paper_value'])} / {_fmt(values.loc[c, 'measured_value'])}" for c in classes
             ) + " |")
-    timing = frame.drop_duplicates("row")[["row", "iterations", "train_seconds", "eval_seconds"]]
-    lines += ["", "| row | iterations | train s | eval s |", "|---|---|---|---|"]
-    lines += [f"| {r.row} | {r.iterations} | {r.train_seconds} | {r.eval_seconds} |" for r in timing.itertuples()]
+    timing = frame.drop_duplicates(["row", "dataset"])
+    lines += ["", "| row | dataset | iterations | train s | eval s |", "|---|---|---|---|---|"]
+    lines += [f"| {r.row} | {r.dataset} | {r.iterations} | {r.train_seconds} | {r.eval_seconds} |"
+              for r in timing.itertuples()]
     return "\n".join(lines) + "\n"
 
 

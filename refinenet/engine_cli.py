@@ -54,6 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay, lr_schedule=args.lr_schedule, lr_drop_at=args.lr_drop_at,
         input_scale=args.input_scale, amp=args.amp, checkpoint_every=args.checkpoint_every,
         log_every=args.log_every, eval_every=args.eval_every, channels_last=args.channels_last,
+        fast_path=not args.no_fast_path,
         grad_accum=args.grad_accum, seed=args.seed, device=args.device, workers=args.workers, resume=args.resume,
         progress=not args.no_progress, debug_nan_at=args.debug_nan_at, stop_after=args.stop_after,
     )
@@ -83,7 +84,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         scales=tuple(args.scales), flip=args.flip, crf=args.crf, crf_params=crf_params,
         save_predictions=args.save_predictions, format=args.format, max_size=args.max_size, tile=args.tile,
         tile_overlap=args.tile_overlap, input_scale=args.input_scale, device=args.device, workers=args.workers,
-        progress=not args.no_progress,
+        progress=not args.no_progress, fast_path=not args.no_fast_path,
     )
 
     def run(config):
@@ -181,6 +182,8 @@ def add_commands(subparsers) -> None:
     e = t.add_argument_group("machinery")
     e.add_argument("--amp", choices=AMP_MODES, default=None, help="mixed precision (fp16 uses a GradScaler)")
     e.add_argument("--channels-last", action="store_true")
+    e.add_argument("--no-fast-path", action="store_true",
+                   help="do not apply the device's default fast path (refinenet/fastpath.py: memory format, autocast)")
     e.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
@@ -222,6 +225,8 @@ def add_commands(subparsers) -> None:
                         "comp6_test_cls/<id>.png; cityscapes-test-server: <name>_leftImg8bit.png holding labelIds")
     v.add_argument("--workers", type=int, default=2)
     v.add_argument("--no-progress", action="store_true")
+    v.add_argument("--no-fast-path", action="store_true",
+                   help="do not apply the device's default fast path (refinenet/fastpath.py: memory format, autocast)")
     v.set_defaults(func=cmd_evaluate)
 
     # predict ----------------------------------------------------------------------------------

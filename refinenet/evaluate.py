@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,10 @@ from tqdm import tqdm
 
 from refinenet import data
 from refinenet.checkpoint import CheckpointError, load_model
+from refinenet.data.files import write_text_atomic
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
+from refinenet.fastpath import EAGER_FP32, apply_fast_path, default_fast_path
+from refinenet.fastpath import autocast as fast_autocast
 from refinenet.inference import CRFParams, dense_crf, predict_probs
 from refinenet.metrics import ConfusionMatrix
 
@@ -60,6 +64,7 @@ class EvalConfig:
     device: str = "auto"
     workers: int = 2
     progress: bool = True
+    fast_path: bool = True  # the device's fastest correct setting (refinenet/fastpath.py); False = eager fp32
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,15 +283,16 @@ def write_metrics(result: dict, out: Path) -> None:
     """`out/metrics.json` and `out/per_class.csv` (class id, name, IoU, accuracy; empty = class absent)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(_json_safe(result), indent=2) + "\n")
+    write_text_atomic(out / "metrics.json", json.dumps(_json_safe(result), indent=2) + "\n")
     if "per_class_iou" not in result:
         return
-    with open(out / "per_class.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["class_id", "class_name", "iou", "accuracy"])
-        for i, name in enumerate(result["per_class_iou"]):
-            iou, acc = result["per_class_iou"][name], result["per_class_acc"][name]
-            writer.writerow([i, name, "" if math.isnan(iou) else f"{iou:.6f}", "" if math.isnan(acc) else f"{acc:.6f}"])
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow(["class_id", "class_name", "iou", "accuracy"])
+    for i, name in enumerate(result["per_class_iou"]):
+        iou, acc = result["per_class_iou"][name], result["per_class_acc"][name]
+        writer.writerow([i, name, "" if math.isnan(iou) else f"{iou:.6f}", "" if math.isnan(acc) else f"{acc:.6f}"])
+    write_text_atomic(out / "per_class.csv", rows.getvalue())
 
 
 def check_eval_config(cfg: EvalConfig) -> None:
@@ -334,11 +340,14 @@ def evaluate(cfg: EvalConfig) -> dict:
         if cfg.out is None:
             raise ValueError(f"split {cfg.split!r} has no labels: give --save-predictions DIR or --out DIR")
         save_dir = Path(cfg.out) / "predictions"
-    result = evaluate_dataset(
-        model, dataset, device, scales=cfg.scales, flip=cfg.flip, crf_params=cfg.crf_params if cfg.crf else None,
-        max_size=cfg.max_size, tile=cfg.tile, tile_overlap=cfg.tile_overlap, input_scale=input_scale,
-        mean=mean, std=std, save_dir=save_dir, fmt=cfg.format, workers=cfg.workers, progress=cfg.progress,
-    )
+    fast = replace(default_fast_path(device), compile=False) if cfg.fast_path else EAGER_FP32  # new shapes recompile
+    model = apply_fast_path(model, fast)
+    with fast_autocast(fast, device):
+        result = evaluate_dataset(
+            model, dataset, device, scales=cfg.scales, flip=cfg.flip, crf_params=cfg.crf_params if cfg.crf else None,
+            max_size=cfg.max_size, tile=cfg.tile, tile_overlap=cfg.tile_overlap, input_scale=input_scale,
+            mean=mean, std=std, save_dir=save_dir, fmt=cfg.format, workers=cfg.workers, progress=cfg.progress,
+        )
     if rank != 0:
         return {}
     result["checkpoint"] = str(cfg.checkpoint)

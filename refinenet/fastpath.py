@@ -3,13 +3,12 @@
 `default_fast_path(device)` is the fastest setting that still gives the fp32 eager answer within
 mixed-precision tolerance, decided from `benchmarks/efficiency.py`'s measurements (results/efficiency.md):
 
-* CPU (results/efficiency.md, RefineNet-101 at 256x256 on a shared 2-core Xeon with AVX512-BF16/AMX):
-  channels_last is the win, 22x / 12x over NCHW for inference / training step here (oneDNN runs NCHW
-  convolutions far slower), with fp32 numbers (relative error 2e-6). bf16 autocast was not reliably faster
-  in the recorded run (timed under contention; a quieter probe saw 2.6x for inference) and changes the
-  numbers by ~1e-2, so the default stays fp32 channels_last. torch.compile is off: it was no faster than
-  channels_last eager, and costs 0.5 / 1 minute of compilation (inference / training step) for every new
-  input shape (multi-scale evaluation and variable crops recompile).
+* CPU: eager fp32, NCHW. On a quiet 2-core Xeon (RefineNet-101, batch 2 at 64x64 training, 256x256
+  inference) channels_last was within 10% of NCHW either way (training 0.55 vs 0.50 s per step,
+  inference 0.43 vs 0.47 s); bf16 autocast changes the numbers by ~1e-2 without a reliable gain, and
+  torch.compile costs 0.5-1 minute per new input shape (multi-scale evaluation and variable crops
+  recompile). An earlier benchmark run under heavy contention showed channels_last 22x faster: that
+  was the contention, not the memory format. `nox -s bench` records the ratios in results/efficiency.md.
 * CUDA (not measured in this project's runs: no GPU was available): channels_last + bf16 autocast,
   the usual choice on tensor-core GPUs; fp32 channels_last where bf16 is unsupported.
 
@@ -57,8 +56,6 @@ def default_fast_path(device: torch.device | str) -> FastPath:
     if device.type == "cuda":
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return FastPath(channels_last=True, amp_dtype=torch.bfloat16 if bf16 else None)
-    if device.type == "cpu":
-        return FastPath(channels_last=True)
     return EAGER_FP32
 
 

@@ -27,6 +27,7 @@ from refinenet import checkpoint as ckpt_io
 from refinenet import data
 from refinenet.checkpoint import CHECKPOINT_NAME, CheckpointError
 from refinenet.data.transforms import TrainTransform
+from refinenet.fastpath import default_fast_path
 from refinenet.model import build_refinenet
 from refinenet.recipe import AMP_MODES, LR_SCHEDULES, default_pooling_blocks, get_recipe
 
@@ -71,6 +72,7 @@ class TrainConfig:
     eval_every: int | None = None
     # machinery
     channels_last: bool = False
+    fast_path: bool = True  # the device's fastest correct setting (refinenet/fastpath.py); False = as given
     grad_accum: int = 1
     seed: int = 0
     device: str = "auto"
@@ -274,6 +276,7 @@ def _weights_finite(model: nn.Module) -> bool:
 
 def train(cfg: TrainConfig) -> Path:
     """Train as `cfg` says; returns the path of the final checkpoint (`out/checkpoint.pt`)."""
+    amp_given = cfg.amp is not None
     cfg = resolve(cfg)
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT_NAME
@@ -284,6 +287,13 @@ def train(cfg: TrainConfig) -> Path:
 
     rank, world, device = init_distributed(cfg.device)
     is_main = rank == 0
+    if cfg.fast_path:
+        # Issue 6: the fastest correct setting for this device unless asked otherwise (--no-fast-path).
+        fast = default_fast_path(device)
+        amp = cfg.amp
+        if not amp_given and fast.amp_dtype is not None:
+            amp = "bf16" if fast.amp_dtype == torch.bfloat16 else "fp16"
+        cfg = replace(cfg, channels_last=cfg.channels_last or fast.channels_last, amp=amp)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
 
     train_set = data.load_dataset(cfg.dataset, cfg.data_root, cfg.split)

@@ -89,3 +89,8 @@ def test_quick_benchmark_writes_csv_png_and_md(tmp_path):
             "train_step_time", "train_throughput", "time_multi_scale", "time_multi_scale_crf"} <= measured
     assert (tmp_path / "efficiency.png").stat().st_size > 1000
     assert "Device:" in (tmp_path / "efficiency.md").read_text()
+
+
+def test_default_fast_path_on_cuda_uses_channels_last_and_never_compiles():
+    fast = default_fast_path("cuda")
+    assert fast.channels_last and not fast.compile
