@@ -56,9 +56,11 @@ def test_dilated_network_keeps_more_activations_than_refinenet():
     assert dilated4 > refinenet
 
 
-def test_default_fast_path_on_cpu_matches_eager_fp32():
-    fast = default_fast_path("cpu")
-    assert isinstance(fast, FastPath) and fast.channels_last and not fast.compile
+@pytest.mark.parametrize(
+    "fast", [default_fast_path("cpu"), FastPath(channels_last=True)], ids=["default", "channels_last"]
+)
+def test_cpu_fast_paths_match_eager_fp32(fast):
+    assert isinstance(fast, FastPath) and not fast.compile
     assert default_fast_path("meta") == EAGER_FP32
     torch.manual_seed(0)
     model = build_refinenet(5, backbone="resnet50", features=32, top_features=64).eval()
