@@ -358,7 +358,7 @@ def plan_jobs(args, device: torch.device, meta: dict) -> list[tuple[str, dict]]:
     """Timed jobs in priority order (the headline comparison first, the sweep last)."""
     base = dict(device=str(device), batch=args.batch, warmup=args.warmup, repeats=args.repeats,
                 channels_last=True, amp=None, compile=False, infer=True, train=True)
-    # Model comparison under one exact fp32 setting: channels_last (NCHW is many times slower on CPU).
+    # Model comparison under one exact fp32 setting: channels_last (the fastest exact one; see the fast paths).
     jobs = []
     headline = [m for m in (HEADLINE, DILATED, "FCN-32s-ResNet-101") if m in args.models]
     lean_model = HEADLINE if HEADLINE in args.models else args.models[0]
@@ -580,7 +580,7 @@ def summary(table, args, common: dict, notes: dict) -> str:
         f"Timing: median of {args.repeats} repeats after {args.warmup} warm-up; each timed measurement runs in a fresh"
         " process, so its peak RSS is its own (on CPU the RSS includes the interpreter, torch and the weights"
         " — about 1 GiB — and the gradients). Model comparison timings use fp32 channels_last (exact fp32"
-        f" numbers; plain NCHW is many times slower on this CPU, see the fast paths). Counted memory and FLOPs"
+        f" numbers; the fastest exact setting, see the fast paths). Counted memory and FLOPs"
         f" cover sizes {sorted(set(args.sizes))}; timing covers {sorted(set(args.timed_sizes))} (chosen so the CPU"
         " run stays near 20 minutes on 2 cores). FLOPs are FlopCounterMode's convolution/matmul FLOPs"
         " (2 per multiply-add); training activations are the bytes autograd saves for the backward pass,"

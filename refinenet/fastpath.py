@@ -3,12 +3,13 @@
 `default_fast_path(device)` is the fastest setting that still gives the fp32 eager answer within
 mixed-precision tolerance, decided from `benchmarks/efficiency.py`'s measurements (results/efficiency.md):
 
-* CPU: eager fp32, NCHW. On a quiet 2-core Xeon (RefineNet-101, batch 2 at 64x64 training, 256x256
-  inference) channels_last was within 10% of NCHW either way (training 0.55 vs 0.50 s per step,
-  inference 0.43 vs 0.47 s); bf16 autocast changes the numbers by ~1e-2 without a reliable gain, and
-  torch.compile costs 0.5-1 minute per new input shape (multi-scale evaluation and variable crops
-  recompile). An earlier benchmark run under heavy contention showed channels_last 22x faster: that
-  was the contention, not the memory format. `nox -s bench` records the ratios in results/efficiency.md.
+* CPU: fp32 channels_last, the fastest setting that keeps fp32 numbers (relative error 2e-6). On a
+  quiet 2-core Xeon (results/efficiency.md, RefineNet-101 at 256x256, batch 1) it ran inference 1.29x
+  and a training step 1.19x faster than NCHW. bf16 autocast was faster still (3.1x / 2.4x with
+  channels_last) but changes the numbers by ~1e-2 and 1% of predicted labels, so it stays opt-in
+  (`--amp bf16`). torch.compile gave no further gain and recompiles for every new input shape
+  (multi-scale evaluation, variable crops). An earlier run under heavy contention had shown a 22x
+  channels_last gain: that was the contention.
 * CUDA (not measured in this project's runs: no GPU was available): channels_last + bf16 autocast,
   the usual choice on tensor-core GPUs; fp32 channels_last where bf16 is unsupported.
 
@@ -56,6 +57,8 @@ def default_fast_path(device: torch.device | str) -> FastPath:
     if device.type == "cuda":
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return FastPath(channels_last=True, amp_dtype=torch.bfloat16 if bf16 else None)
+    if device.type == "cpu":
+        return FastPath(channels_last=True)
     return EAGER_FP32
 
 
