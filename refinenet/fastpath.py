@@ -3,13 +3,14 @@
 `default_fast_path(device)` is the fastest setting that still gives the fp32 eager answer within
 mixed-precision tolerance, decided from `benchmarks/efficiency.py`'s measurements (results/efficiency.md):
 
-* CPU: fp32 channels_last, the fastest setting that keeps fp32 numbers (relative error 2e-6). On a
-  quiet 2-core Xeon (results/efficiency.md, RefineNet-101 at 256x256, batch 1) it ran inference 1.29x
-  and a training step 1.19x faster than NCHW. bf16 autocast was faster still (3.1x / 2.4x with
-  channels_last) but changes the numbers by ~1e-2 and 1% of predicted labels, so it stays opt-in
-  (`--amp bf16`). torch.compile gave no further gain and recompiles for every new input shape
-  (multi-scale evaluation, variable crops). An earlier run under heavy contention had shown a 22x
-  channels_last gain: that was the contention.
+* CPU: eager fp32 (NCHW) for now. On a quiet 2-core Xeon (results/efficiency.md, RefineNet-101 at
+  256x256, batch 1) fp32 channels_last ran inference 1.29x and a training step 1.19x faster with the
+  same forward numbers (relative error 2e-6), but in the stand-in regime (trainable batch norm on
+  2-image batches, 1x1 maps in layer4) its gradients differ from NCHW's by far more (batch norm over
+  two values is ill-conditioned), and a 20-step smoke run diverged with it where NCHW did not. Until
+  that is understood it stays opt-in (`--channels-last`). bf16 autocast (3.1x / 2.4x with
+  channels_last) changes the numbers by ~1e-2 and 1% of labels: opt-in (`--amp bf16`). torch.compile
+  gave no gain and recompiles for every new input shape.
 * CUDA (not measured in this project's runs: no GPU was available): channels_last + bf16 autocast,
   the usual choice on tensor-core GPUs; fp32 channels_last where bf16 is unsupported.
 
@@ -57,8 +58,6 @@ def default_fast_path(device: torch.device | str) -> FastPath:
     if device.type == "cuda":
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return FastPath(channels_last=True, amp_dtype=torch.bfloat16 if bf16 else None)
-    if device.type == "cpu":
-        return FastPath(channels_last=True)
     return EAGER_FP32
 
 
