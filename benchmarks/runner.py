@@ -25,7 +25,7 @@ from benchmarks.tables import TABLES, TEST_SERVER, TRAIN_SPLIT, Row, Table
 from refinenet import data
 from refinenet.data.common import is_standin
 from refinenet.data.files import write_text_atomic
-from refinenet.evaluate import EvalConfig, evaluate
+from refinenet.evaluate import EvalConfig, evaluate, json_safe
 from refinenet.inference import PAPER_SCALES
 from refinenet.recipe import default_pooling_blocks
 from refinenet.train import TrainConfig, train
@@ -162,18 +162,8 @@ def evaluate_row(table: Table, row: Row, checkpoint: Path, root: Path, opts: Run
                             save_predictions=out / "test-server", format=fmt, scales=scales, crf=row.crf,
                             device=opts.device, workers=opts.workers, progress=opts.progress))
         result["test_server_files"] = str(out / "test-server")
-    write_text_atomic(cached, json.dumps({"result": _nan_to_none(result), "eval_seconds": seconds}, indent=1))
+    write_text_atomic(cached, json.dumps({"result": json_safe(result), "eval_seconds": seconds}, indent=1))
     return result, seconds
-
-
-def _nan_to_none(value):
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nan_to_none(v) for v in value]
-    return value
 
 
 def paper_value(paper: pd.DataFrame, row: Row, metric: str, class_name: str = "") -> float | None:

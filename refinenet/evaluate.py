@@ -269,13 +269,13 @@ def evaluate_dataset(
     return result
 
 
-def _json_safe(value):
+def json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None  # NaN (class absent) is not valid JSON
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -283,7 +283,7 @@ def write_metrics(result: dict, out: Path) -> None:
     """`out/metrics.json` and `out/per_class.csv` (class id, name, IoU, accuracy; empty = class absent)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "metrics.json", json.dumps(_json_safe(result), indent=2) + "\n")
+    write_text_atomic(out / "metrics.json", json.dumps(json_safe(result), indent=2) + "\n")
     if "per_class_iou" not in result:
         return
     rows = io.StringIO()
