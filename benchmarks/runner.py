@@ -28,7 +28,7 @@ from refinenet.data.files import write_text_atomic
 from refinenet.evaluate import EvalConfig, evaluate, json_safe
 from refinenet.inference import PAPER_SCALES
 from refinenet.recipe import default_pooling_blocks
-from refinenet.train import TrainConfig, train
+from refinenet.train import TrainConfig, resolve, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,8 +137,8 @@ def train_model(table: Table, row: Row, root: Path, opts: RunOptions) -> tuple[P
     )
     start = time.perf_counter()
     checkpoint = train(cfg)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    timing = {"train_seconds": round(time.perf_counter() - start, 1), "iterations": int(state.get("iteration", 0))}
+    # the runner always trains for a number of iterations (never --epochs), so the recipe says how many
+    timing = {"train_seconds": round(time.perf_counter() - start, 1), "iterations": resolve(cfg).iterations}
     write_text_atomic(done, json.dumps(timing))
     return checkpoint, timing
 
@@ -188,6 +188,7 @@ def run_table(number: int, opts: RunOptions) -> pd.DataFrame:
     for row in table.rows:
         by_model[row.model_key].append(row)
     records = []
+    version, device = code_version(), device_name(opts.device)
     for rows in by_model.values():
         root = dataset_root(rows[0].dataset, opts)
         checkpoint, timing = train_model(table, rows[0], root, opts)
@@ -201,7 +202,7 @@ def run_table(number: int, opts: RunOptions) -> pd.DataFrame:
                 "msc": row.msc, "crf": row.crf, "split": row.split, "profile": opts.profile,
                 "data": "standin" if is_standin(root) else "real", "iterations": timing["iterations"],
                 "train_seconds": timing["train_seconds"], "eval_seconds": eval_seconds,
-                "device": device_name(opts.device), "code_version": code_version(),
+                "device": device, "code_version": version,
                 "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             }
             for metric in row.metrics:
