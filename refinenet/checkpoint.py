@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from refinenet.data.files import atomic_path
 
 FORMAT = "refinenet-checkpoint-v1"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -28,18 +29,10 @@ class CheckpointError(ValueError):
 def save_atomic(obj, path: str | Path) -> Path:
     """torch.save to a temp file in the same folder, fsync, then os.replace onto `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

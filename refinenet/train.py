@@ -26,6 +26,7 @@ from tqdm import tqdm
 from refinenet import checkpoint as ckpt_io
 from refinenet import data
 from refinenet.checkpoint import CHECKPOINT_NAME, CheckpointError
+from refinenet.data.files import write_text_atomic
 from refinenet.data.transforms import TrainTransform
 from refinenet.fastpath import default_fast_path
 from refinenet.model import build_refinenet
@@ -371,7 +372,7 @@ def train(cfg: TrainConfig) -> Path:
     resolved = json.loads(json.dumps(resolved, default=str))
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+        write_text_atomic(out / "config.json", json.dumps(resolved, indent=2) + "\n")
 
     def save(finished: bool) -> None:
         rngs = [ckpt_io.rng_state()]
