@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks.tables import TABLES  # noqa: E402
-from refinenet.data.files import write_text_atomic  # noqa: E402
+from refinenet.atomic import atomic_path, write_text_atomic  # noqa: E402
 
 COLUMNS = [
     "table", "row", "dataset", "backbone", "variant", "pooling_blocks", "msc", "crf", "split", "metric",
@@ -110,10 +110,9 @@ def plot(number: int, frame: pd.DataFrame, path: Path) -> None:
         _bars(ax, labels, list(summary["paper_value"]), list(summary["measured_value"]), "paper vs measured")
     fig.suptitle(f"Table {number}: {table.title}\n({provenance(frame)})", fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def render(number: int, frame: pd.DataFrame, results: Path) -> None:

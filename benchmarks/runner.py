@@ -23,8 +23,8 @@ from benchmarks import report
 from benchmarks.paper_tables import load_paper_table
 from benchmarks.tables import TABLES, TEST_SERVER, TRAIN_SPLIT, Row, Table
 from refinenet import data
+from refinenet.atomic import write_text_atomic
 from refinenet.data.common import is_standin
-from refinenet.data.files import write_text_atomic
 from refinenet.evaluate import EvalConfig, evaluate, json_safe
 from refinenet.inference import PAPER_SCALES
 from refinenet.recipe import default_pooling_blocks

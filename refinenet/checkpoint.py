@@ -1,4 +1,4 @@
-"""Training checkpoints: written atomically (temp file + os.replace), so a run killed mid-write
+"""Training checkpoints: written atomically (`refinenet/atomic.py`), so a run killed mid-write
 leaves the previous checkpoint intact, and loaded with `weights_only=True` (plain data only).
 
 A checkpoint holds everything a resumed run needs to end with exactly the weights of an
@@ -9,14 +9,11 @@ dataset's description (name, class names, palette) for evaluation and prediction
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
-
-from refinenet.data.files import atomic_path
 
 FORMAT = "refinenet-checkpoint-v1"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -24,16 +21,6 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable or does not fit what it is used for."""
-
-
-def save_atomic(obj, path: str | Path) -> Path:
-    """torch.save to a temp file in the same folder, fsync, then os.replace onto `path`."""
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    return path
 
 
 def rng_state() -> dict:

@@ -27,13 +27,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
 from refinenet import data
+from refinenet.atomic import save_png, write_text_atomic
 from refinenet.checkpoint import CheckpointError, load_model
-from refinenet.data.files import write_text_atomic
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 from refinenet.fastpath import EAGER_FP32, apply_fast_path, default_fast_path
 from refinenet.fastpath import autocast as fast_autocast
@@ -133,18 +132,6 @@ def image_probs(
 # Writing predictions
 
 
-def flat_palette(palette) -> list[int]:
-    flat = [int(v) for colour in palette for v in colour]
-    return flat + [0] * (768 - len(flat))
-
-
-def save_palette_png(labels: np.ndarray, palette, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im = Image.fromarray(labels.astype(np.uint8), mode="P")
-    im.putpalette(flat_palette(palette))
-    im.save(path)
-
-
 def prediction_path(image_path: Path, directory: Path, fmt: str) -> Path:
     stem = Path(image_path).stem
     if fmt == "voc-test-server":
@@ -158,10 +145,9 @@ def save_prediction(labels: np.ndarray, image_path: Path, directory: Path, fmt: 
     if fmt == "cityscapes-test-server":
         from refinenet.data.cityscapes import trainids_to_labelids
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(trainids_to_labelids(labels).astype(np.uint8), mode="L").save(path)
+        save_png(path, trainids_to_labelids(labels).astype(np.uint8))
     else:
-        save_palette_png(labels, palette, path)
+        save_png(path, labels.astype(np.uint8), palette)
     return path
 
 

@@ -16,9 +16,10 @@ import torch
 from PIL import Image
 
 from refinenet import data
+from refinenet.atomic import save_png
 from refinenet.checkpoint import CheckpointError, load_model
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
-from refinenet.evaluate import image_probs, save_palette_png
+from refinenet.evaluate import image_probs
 
 
 @dataclass
@@ -80,10 +81,10 @@ def predict(cfg: PredictConfig) -> list[Path]:
         probs = image_probs(model, image[None].to(device), scales, cfg.flip, cfg.max_size, cfg.tile)
         labels = probs[0].argmax(0).cpu().numpy().astype(np.uint8)
         label_path = out / f"{path.stem}_labels.png"
-        save_palette_png(labels, palette, label_path)
+        save_png(label_path, labels, palette)
         colours = np.array(palette, dtype=np.float32)[labels]
         blend = (1 - cfg.overlay_alpha) * rgb.astype(np.float32) + cfg.overlay_alpha * colours
         overlay_path = out / f"{path.stem}_overlay.png"
-        Image.fromarray(blend.round().clip(0, 255).astype(np.uint8), mode="RGB").save(overlay_path)
+        save_png(overlay_path, blend.round().clip(0, 255).astype(np.uint8))
         written += [label_path, overlay_path]
     return written

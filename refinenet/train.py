@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from refinenet import checkpoint as ckpt_io
 from refinenet import data
+from refinenet.atomic import torch_save_atomic, write_text_atomic
 from refinenet.checkpoint import CHECKPOINT_NAME, CheckpointError
-from refinenet.data.files import write_text_atomic
 from refinenet.data.transforms import TrainTransform
 from refinenet.fastpath import default_fast_path
 from refinenet.model import build_refinenet
@@ -381,7 +381,7 @@ def train(cfg: TrainConfig) -> Path:
             dist.all_gather_object(rngs, ckpt_io.rng_state())
         if not is_main:
             return
-        ckpt_io.save_atomic(
+        torch_save_atomic(
             {
                 "format": ckpt_io.FORMAT,
                 "model": model.state_dict(),

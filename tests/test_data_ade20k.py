@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from refinenet import data
+from refinenet.atomic import save_jpeg, save_png
 from refinenet.cli import main
-from refinenet.data import ade20k, common, standin
+from refinenet.data import ade20k, common
 
 SIZE = (48, 64)
 REAL_SAMPLES = Path(__file__).parents[2] / "shared" / "real-samples" / "ade20k"
@@ -23,8 +24,8 @@ def write_raw(root, seed=0):
 
 def test_ade20k_maps_other_0_to_255_and_class_1_to_0(tmp_path):
     base = tmp_path / "ADEChallengeData2016"
-    standin.save_jpeg(base / "images" / "validation" / "ADE_val_00000001.jpg", np.zeros((2, 3, 3), np.uint8))
-    standin.save_png(base / "annotations" / "validation" / "ADE_val_00000001.png",
+    save_jpeg(base / "images" / "validation" / "ADE_val_00000001.jpg", np.zeros((2, 3, 3), np.uint8))
+    save_png(base / "annotations" / "validation" / "ADE_val_00000001.png",
                      np.array([[0, 1, 2], [150, 13, 0]], np.uint8))  # fmt: skip
     _, label = data.load_dataset("ade20k", tmp_path, "validation")[0]
     assert label.tolist() == [[255, 0, 1], [149, 12, 255]]

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from refinenet import data
+from refinenet.atomic import save_png
 from refinenet.cli import main
-from refinenet.data import cityscapes, common, standin
+from refinenet.data import cityscapes, common
 
 SIZE = (48, 64)
 
@@ -20,9 +21,9 @@ def write_raw(root, seed=0, train=3, val=2):
 def write_one_label(root, split, label_ids):
     """A dataset with one image whose gtFine labelIds are `label_ids`."""
     stem = root / "gtFine" / split / "ulm" / "ulm_000000_000019"
-    standin.save_png(root / "leftImg8bit" / split / "ulm" / "ulm_000000_000019_leftImg8bit.png",
+    save_png(root / "leftImg8bit" / split / "ulm" / "ulm_000000_000019_leftImg8bit.png",
                      np.zeros((*label_ids.shape, 3), np.uint8))  # fmt: skip
-    standin.save_png(stem.with_name(stem.name + "_gtFine_labelIds.png"), label_ids)
+    save_png(stem.with_name(stem.name + "_gtFine_labelIds.png"), label_ids)
 
 
 def test_cityscapes_maps_road_labelid_7_to_trainid_0_void_0_to_255_and_car_26_to_13(tmp_path):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-from PIL import Image
 
 from refinenet import data
+from refinenet.atomic import save_png
 from refinenet.cli import main
-from refinenet.data import common, files, standin
+from refinenet.data import common, standin
 from refinenet.data.common import DatasetLayoutError, LabelValueError
 
 # Datasets whose bad-input behaviour this file pins down, with the folder that holds a split's images.
@@ -62,7 +60,7 @@ def test_identity_lut_keeps_classes_and_ignore_and_rejects_the_rest(tmp_path):
 
 
 def test_label_less_items_load_as_all_ignore(tmp_path):
-    standin.save_png(tmp_path / "a.png", np.zeros((4, 5, 3), np.uint8))
+    save_png(tmp_path / "a.png", np.zeros((4, 5, 3), np.uint8))
     info = data.dataset_info("ade20k")
     ds = common.SegmentationFiles([(tmp_path / "a.png", None)], info, root=tmp_path)
     image, label = ds[0]
@@ -109,26 +107,6 @@ def test_paint_scene_classes_differ_in_colour():
     means = {c: image[label == c].mean(0) for c in np.unique(label) if (label == c).sum() > 30}
     colours = list(means.values())
     assert all(np.abs(a - b).max() > 10 for i, a in enumerate(colours) for b in colours[i + 1 :])
-
-
-def test_save_png_is_atomic_and_keeps_values_and_palette(tmp_path):
-    label = np.arange(48, dtype=np.uint8).reshape(6, 8)
-    standin.save_png(tmp_path / "sub" / "l.png", label, palette=[(255, 0, 0), (0, 255, 0)])
-    standin.save_jpeg(tmp_path / "i.jpg", np.zeros((6, 8, 3), np.uint8))
-    with Image.open(tmp_path / "sub" / "l.png") as im:
-        assert im.mode == "P" and np.array_equal(np.asarray(im), label)
-        assert im.getpalette()[:6] == [255, 0, 0, 0, 255, 0]
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["i.jpg", "l.png"]  # no temp files
-
-
-def test_written_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
-    mask = os.umask(0o022)
-    try:
-        standin.save_png(tmp_path / "l.png", np.zeros((4, 4), np.uint8))
-        files.write_text_atomic(tmp_path / "ids.txt", "a\n")
-    finally:
-        os.umask(mask)
-    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {"l.png": 0o644, "ids.txt": 0o644}
 
 
 # --- CLI
@@ -199,7 +177,7 @@ def test_label_values_outside_the_range_name_the_file_and_values(tiny):
     label_path = ds.pairs[0][1]
     stored = common.read_label(label_path).copy()
     stored[0, :3] = 200  # defined by none of these datasets
-    standin.save_png(label_path, stored)
+    save_png(label_path, stored)
     with pytest.raises(LabelValueError) as err:
         data.load_dataset(name, root, "val")[0]
     assert str(label_path) in str(err.value) and "200" in str(err.value)
@@ -208,7 +186,7 @@ def test_label_values_outside_the_range_name_the_file_and_values(tiny):
 def test_image_label_size_mismatch_names_both_files(tiny):
     name, root, ds = tiny
     image_path, label_path = ds.pairs[0]
-    standin.save_png(label_path, common.read_label(label_path)[:-4])
+    save_png(label_path, common.read_label(label_path)[:-4])
     with pytest.raises(ValueError) as err:
         data.load_dataset(name, root, "val")[0]
     assert str(image_path) in str(err.value) and str(label_path) in str(err.value)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from refinenet.atomic import save_jpeg, save_png
 from refinenet.data import standin
 from refinenet.data.common import (
     DatasetInfo,
@@ -138,6 +139,6 @@ def write_standin(out: Path, *, train: int, val: int, size: tuple[int, int], see
             ph, pw = max(1, height // 6), max(1, width // 6)
             y, x = int(rng.integers(0, height - ph + 1)), int(rng.integers(0, width - pw + 1))
             annotation[y : y + ph, x : x + pw] = 0
-            standin.save_jpeg(base / "images" / split / f"{prefix}_{index:08d}.jpg", image)
-            standin.save_png(base / "annotations" / split / f"{prefix}_{index:08d}.png", annotation)
+            save_jpeg(base / "images" / split / f"{prefix}_{index:08d}.jpg", image)
+            save_png(base / "annotations" / split / f"{prefix}_{index:08d}.png", annotation)
     write_standin_marker(out, INFO.name, seed)

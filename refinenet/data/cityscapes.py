@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from refinenet.atomic import save_png
 from refinenet.data import standin
 from refinenet.data.common import (
     IGNORE_INDEX,
@@ -169,7 +170,7 @@ def prepare(raw: Path, out: Path) -> None:
         target = _label_path(out, split, image, TRAINIDS_SUFFIX)
         if not target.is_file():
             train_ids = apply_lut(read_label(label_ids), LABELID_TO_TRAINID, label_ids)
-            standin.save_png(target, train_ids.astype(np.uint8))
+            save_png(target, train_ids.astype(np.uint8))
 
 
 # --- stand-in: street-like scenes in the raw layout, labelIds including void ids.
@@ -205,7 +206,7 @@ def write_standin(out: Path, *, train: int, val: int, size: tuple[int, int], see
             city = cities[index % len(cities)]
             stem = f"{city}_{index // len(cities):06d}_000019"
             image, label = _standin_labelids(rng, height, width)
-            standin.save_png(out / "leftImg8bit" / split / city / f"{stem}{IMAGE_SUFFIX}", image)
+            save_png(out / "leftImg8bit" / split / city / f"{stem}{IMAGE_SUFFIX}", image)
             if split != "test":  # the real test annotations are withheld
-                standin.save_png(out / "gtFine" / split / city / f"{stem}{LABELIDS_SUFFIX}", label)
+                save_png(out / "gtFine" / split / city / f"{stem}{LABELIDS_SUFFIX}", label)
     write_standin_marker(out, INFO.name, seed)

@@ -1,69 +1,26 @@
-"""Writing files for the converters (`prepare`) and the stand-in writers.
+"""File helpers of the converters (`prepare`) and the stand-in writers.
 
-Every file appears complete or not at all (temp file beside it + `os.replace`), with the usual
-permissions (0666 less the umask), so an interrupted run can be re-run: it skips what it already
-finished and never meets half a file.
+Every file is written atomically (`refinenet/atomic.py`), so an interrupted run can be re-run: it
+skips what it already finished and never meets half a file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from refinenet.atomic import atomic_path, copy_file_atomic, save_png, write_text_atomic
 from refinenet.data.common import STANDIN_MARKER, DatasetInfo, DatasetLayoutError, is_standin
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; when the block ends without error it becomes `path`.
-
-    The temporary file exists (empty, mode 0666 less the umask) when the block starts; a writer may
-    overwrite it or replace it (e.g. with a link). Where the block raises, it is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual permissions
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def write_id_list(path: Path, ids: Iterable[str]) -> None:
     """One id per line."""
     write_text_atomic(path, "".join(f"{i}\n" for i in ids))
-
-
-def save_image_atomic(path: Path, image: Image.Image, fmt: str, **options) -> None:
-    with atomic_path(path) as tmp:
-        image.save(tmp, format=fmt, **options)
-
-
-def copy_file_atomic(source: Path, target: Path) -> None:
-    """Copy bytes unchanged (JPEGs are never re-encoded)."""
-    with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
 
 
 def link_or_copy(source: Path, target: Path, *, symbolic: bool = False) -> None:
@@ -104,8 +61,6 @@ def write_converted_pair(
 ) -> None:
     """Copy the image `image_in` to `image_out` and save `label` (HxW uint8) as PNG at `label_out`,
     once the two are checked to have the same size; either file already there is kept."""
-    from refinenet.data.standin import save_png
-
     with Image.open(image_in) as im:
         width, height = im.size
     if label.shape != (height, width):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from refinenet.atomic import atomic_path, save_png
 from refinenet.data.common import (
     DatasetInfo,
     DatasetLayoutError,
@@ -24,7 +25,8 @@ from refinenet.data.common import (
     voc_colormap,
     write_standin_marker,
 )
-from refinenet.data.files import atomic_path, carry_standin_marker, write_id_list, write_matlab73_header
+from refinenet.data.files import carry_standin_marker, write_id_list, write_matlab73_header
+from refinenet.data.standin import paint_scene
 
 RAW_MAT = "nyu_depth_v2_labeled.mat"
 CLASS_MAPPING_MAT = "classMapping40.mat"
@@ -130,8 +132,6 @@ def prepare(raw: Path, out: Path) -> None:
     import h5py
     from tqdm import tqdm
 
-    from refinenet.data.standin import save_png
-
     raw, out = Path(raw), Path(out)
     require_path(raw, INFO, "raw release folder")
     mat_path = require_path(raw / RAW_MAT, INFO, "NYU Depth V2 labelled images")
@@ -185,8 +185,6 @@ def write_standin(out: Path, *, train: int, val: int, size: tuple[int, int], see
     """
     import h5py
     from scipy.io import savemat
-
-    from refinenet.data.standin import paint_scene
 
     if train < 1 or val < 1:
         raise ValueError("nyudv2 stand-in needs at least one train and one test image")

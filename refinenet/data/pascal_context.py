@@ -24,6 +24,7 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
+from refinenet.atomic import atomic_path, save_jpeg, save_png, write_text_atomic
 from refinenet.data.common import (
     DatasetInfo,
     DatasetLayoutError,
@@ -37,8 +38,8 @@ from refinenet.data.common import (
     voc_colormap,
     write_standin_marker,
 )
-from refinenet.data.files import atomic_path, carry_standin_marker, link_or_copy, write_id_list, write_text_atomic
-from refinenet.data.standin import paint_scene, save_jpeg, save_png
+from refinenet.data.files import carry_standin_marker, link_or_copy, write_id_list
+from refinenet.data.standin import paint_scene
 
 # The 59 classes in 59_labels.txt order, each with its id in the 459-line labels.txt. The ids are
 # those of FCN's name lookup and of mmsegmentation's / the Detail API's `_mapping` list.

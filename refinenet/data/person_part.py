@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from refinenet.atomic import atomic_path, save_jpeg
 from refinenet.data.common import (
     DatasetInfo,
     DatasetLayoutError,
@@ -28,12 +29,12 @@ from refinenet.data.common import (
     write_standin_marker,
 )
 from refinenet.data.files import (
-    atomic_path,
     carry_standin_marker,
     matlab_string,
     write_converted_pair,
     write_id_list,
 )
+from refinenet.data.standin import paint_scene
 
 CLASS_NAMES = ("background", "head", "torso", "upper arm", "lower arm", "upper leg", "lower leg")
 SPLIT_LISTS = {"train": "train_id.txt", "test": "val_id.txt"}  # the released "val" list is the paper's test set
@@ -199,8 +200,6 @@ def write_standin(out: Path, *, train: int, val: int, size: tuple[int, int], see
     PASCAL-Part annotations. `val` images form the test list (val_id.txt).
     """
     from scipy.io import savemat
-
-    from refinenet.data.standin import paint_scene, save_jpeg
 
     if train < 1 or val < 1:
         raise ValueError("person_part stand-in needs at least one train and one test image")

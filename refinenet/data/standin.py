@@ -1,4 +1,4 @@
-"""Synthetic scenes for stand-in datasets, and the image writers (atomic, see `files.py`).
+"""Synthetic scenes for stand-in datasets (written with `refinenet/atomic.py`).
 
 A stand-in copies a dataset's layout with generated pictures so that every command runs without
 the real data. The scenes are built to be learnable and to reward high-resolution prediction,
@@ -11,12 +11,9 @@ background and mild noise.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-from refinenet.data.files import save_image_atomic
 
 # Texture kinds, picked per class from its id.
 _STRIPES, _CHECKER, _DOTS = 0, 1, 2
@@ -161,34 +158,3 @@ def _render(rng: np.random.Generator, label: np.ndarray, num_classes: int, backg
     # Sensor-like noise: triangular (sum of two uniforms, sd ~3 grey levels), cheaper than Gaussian.
     image += 7.0 * (rng.random(image.shape, dtype=np.float32) + rng.random(image.shape, dtype=np.float32) - 1)
     return np.clip(image, 0, 255).astype(np.uint8)
-
-
-def to_pil(array: np.ndarray, palette: np.ndarray | list | tuple | None = None) -> Image.Image:
-    """HxWx3 uint8 -> RGB; HxW uint8 -> L, or P with `palette` (N x 3 RGB); HxW uint16 -> I;16."""
-    array = np.asarray(array)
-    if array.ndim == 3 and array.shape[2] == 3:
-        return Image.fromarray(array.astype(np.uint8), mode="RGB")
-    if array.ndim != 2:
-        raise ValueError(f"expected HxW or HxWx3 array, got shape {array.shape}")
-    if array.dtype == np.uint16:
-        return Image.fromarray(array, mode="I;16")
-    if array.dtype != np.uint8:
-        raise ValueError(f"single-channel images must be uint8 or uint16, got {array.dtype}")
-    if palette is None:
-        return Image.fromarray(array, mode="L")
-    flat = np.zeros((256, 3), dtype=np.uint8)
-    colours = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:256]
-    flat[: len(colours)] = colours
-    image = Image.fromarray(array, mode="P")
-    image.putpalette(flat.reshape(-1).tolist())
-    return image
-
-
-def save_png(path: Path, array: np.ndarray, palette=None) -> None:
-    """Write `array` as PNG atomically (temp file + os.replace). See `to_pil` for the modes."""
-    save_image_atomic(path, to_pil(array, palette), "PNG")
-
-
-def save_jpeg(path: Path, array: np.ndarray, quality: int = 95) -> None:
-    """Write an HxWx3 uint8 array as JPEG atomically."""
-    save_image_atomic(path, to_pil(array), "JPEG", quality=quality)

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from refinenet.atomic import atomic_path, save_jpeg
 from refinenet.data import nyudv2
 from refinenet.data.common import (
     DatasetInfo,
@@ -29,13 +30,13 @@ from refinenet.data.common import (
     write_standin_marker,
 )
 from refinenet.data.files import (
-    atomic_path,
     carry_standin_marker,
     matlab_string,
     write_converted_pair,
     write_id_list,
     write_matlab73_header,
 )
+from refinenet.data.standin import paint_scene
 
 CLASS_NAMES = nyudv2.CLASS_NAMES[:37]
 SEG_MAT = "SUNRGBDtoolbox/Metadata/SUNRGBD2Dseg.mat"
@@ -200,8 +201,6 @@ def write_standin(out: Path, *, train: int, val: int, size: tuple[int, int], see
     """
     import h5py
     from scipy.io import savemat
-
-    from refinenet.data.standin import paint_scene, save_jpeg
 
     if train < 1 or val < 1:
         raise ValueError("sunrgbd stand-in needs at least one train and one test image")

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
+from refinenet.atomic import atomic_path, save_jpeg, save_png
 from refinenet.data.common import (
     DatasetInfo,
     DatasetLayoutError,
@@ -40,8 +41,8 @@ from refinenet.data.common import (
     voc_colormap,
     write_standin_marker,
 )
-from refinenet.data.files import atomic_path, carry_standin_marker, link_or_copy, write_id_list
-from refinenet.data.standin import paint_scene, save_jpeg, save_png
+from refinenet.data.files import carry_standin_marker, link_or_copy, write_id_list
+from refinenet.data.standin import paint_scene
 
 CLASS_NAMES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
