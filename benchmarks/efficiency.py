@@ -45,6 +45,7 @@ from benchmarks.baselines import DilatedResNetASPP, FCN32sResNet  # noqa: E402
 from benchmarks.memory import SavedActivations, current_rss_bytes, peak_rss_bytes  # noqa: E402
 from refinenet.fastpath import EAGER_FP32, FastPath, apply_fast_path, autocast, prepare_input  # noqa: E402
 from refinenet.model import build_refinenet  # noqa: E402
+from refinenet.utils import code_version  # noqa: E402
 
 NUM_CLASSES = 21  # PASCAL VOC
 HEADLINE, DILATED = "RefineNet-101", "Dilated-ResNet-101-OS8"
@@ -298,14 +299,6 @@ def device_description(device: torch.device) -> str:
     except OSError:
         pass
     return f"{name}, {torch.get_num_threads()} threads"
-
-
-def code_version() -> str:
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], capture_output=True, text=True,
-                              cwd=REPO, timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def available_memory_bytes(device: torch.device) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import subprocess
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from refinenet.evaluate import EvalConfig, evaluate, json_safe
 from refinenet.inference import PAPER_SCALES
 from refinenet.recipe import default_pooling_blocks
 from refinenet.train import TrainConfig, resolve, train
+from refinenet.utils import code_version, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,22 +72,10 @@ class RunOptions:
     progress: bool = True
 
 
-def code_version() -> str:
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True,
-                             check=True, timeout=10)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        from refinenet import __version__
-
-        return __version__
-
-
 def device_name(device: str) -> str:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    dev = resolve_device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return f"{dev} ({torch.cuda.get_device_name(dev)})"
     return f"cpu ({torch.get_num_threads()} threads)"
 
 

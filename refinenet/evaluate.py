@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
@@ -38,6 +37,7 @@ from refinenet.fastpath import EAGER_FP32, apply_fast_path, default_fast_path
 from refinenet.fastpath import autocast as fast_autocast
 from refinenet.inference import CRFParams, dense_crf, predict_probs
 from refinenet.metrics import ConfusionMatrix
+from refinenet.utils import all_reduce_sum, init_distributed, rank_and_world
 
 FORMATS = ("palette", "voc-test-server", "cityscapes-test-server")
 VOC_TEST_DIR = "results/VOC2012/Segmentation/comp6_test_cls"  # the VOC evaluation server's layout
@@ -195,7 +195,7 @@ def evaluate_dataset(
     """
     was_training = model.training
     model.eval()
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    rank, world = rank_and_world()
     dataset_eval = copy.copy(dataset)
     dataset_eval.transform = EvalTransform(mean, std)
     shard = _Indexed(dataset_eval, range(rank, len(dataset), world))  # no padding: no image counted twice
@@ -237,9 +237,7 @@ def evaluate_dataset(
         return result if rank == 0 else None
     mat = matrix.mat if matrix.mat is not None else torch.zeros((matrix.num_classes,) * 2, dtype=torch.int64,
                                                                    device=device)
-    if dist.is_initialized():
-        dist.all_reduce(mat)  # sum of every process's confusion matrix
-    matrix.mat = mat
+    matrix.mat = all_reduce_sum(mat)  # every process's confusion matrix, summed
     if rank != 0:
         return None
     scores = matrix.compute()
@@ -306,8 +304,6 @@ def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate a checkpoint on a split; writes metrics.json / per_class.csv under `cfg.out` and the
     predictions if asked. For a split without labels (VOC / Cityscapes test) only predictions are
     written (to `save_predictions`, else `out/predictions`)."""
-    from refinenet.train import init_distributed
-
     check_eval_config(cfg)
     rank, _, device = init_distributed(cfg.device)
     dataset = data.load_dataset(cfg.dataset, cfg.data_root, cfg.split)

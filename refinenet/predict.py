@@ -20,6 +20,7 @@ from refinenet.atomic import save_png
 from refinenet.checkpoint import CheckpointError, load_model
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 from refinenet.evaluate import image_probs
+from refinenet.utils import resolve_device
 
 
 @dataclass
@@ -61,8 +62,7 @@ def predict(cfg: PredictConfig) -> list[Path]:
         raise ValueError(f"unknown dataset {cfg.dataset!r}; valid names: {', '.join(data.DATASET_NAMES)}")
     if not Path(cfg.checkpoint).is_file():
         raise CheckpointError(f"checkpoint {cfg.checkpoint} does not exist")
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = resolve_device(cfg.device)
     model, meta = load_model(cfg.checkpoint, map_location=device)
     palette = _palette(meta, cfg.dataset, model.config.num_classes)
     train_cfg = meta.get("train_config") or {}

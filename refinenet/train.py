@@ -11,14 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import platform
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
@@ -28,9 +26,11 @@ from refinenet import data
 from refinenet.atomic import torch_save_atomic, write_text_atomic
 from refinenet.checkpoint import CHECKPOINT_NAME, CheckpointError
 from refinenet.data.transforms import TrainTransform
+from refinenet.evaluate import evaluate_dataset, write_metrics
 from refinenet.fastpath import default_fast_path
 from refinenet.model import build_refinenet
 from refinenet.recipe import AMP_MODES, LR_SCHEDULES, default_pooling_blocks, get_recipe
+from refinenet.utils import all_gather_object, all_reduce_mean, barrier, init_distributed
 
 
 class NonFiniteLossError(RuntimeError):
@@ -130,40 +130,6 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         if not ok:
             raise ValueError(message)
     return cfg
-
-
-# ---------------------------------------------------------------------------------------------
-# Distributed helpers (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK)
-
-
-def init_distributed(device: str) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); starts the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    return rank, world, dev
-
-
-def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
-    if dist.is_initialized():
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= dist.get_world_size()
-    return value
-
-
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,10 +341,7 @@ def train(cfg: TrainConfig) -> Path:
         write_text_atomic(out / "config.json", json.dumps(resolved, indent=2) + "\n")
 
     def save(finished: bool) -> None:
-        rngs = [ckpt_io.rng_state()]
-        if world > 1:  # every rank's RNG (dropout differs per rank)
-            rngs = [None] * world
-            dist.all_gather_object(rngs, ckpt_io.rng_state())
+        rngs = all_gather_object(ckpt_io.rng_state())  # every rank's RNG (dropout differs per rank)
         if not is_main:
             return
         torch_save_atomic(
@@ -493,8 +456,6 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def _validate(model, val_set, cfg: TrainConfig, device, out: Path, iteration: int, log_file, is_main: bool) -> None:
-    from refinenet.evaluate import evaluate_dataset, write_metrics
-
     recipe = get_recipe(cfg.profile)
     result = evaluate_dataset(model, val_set, device, mean=recipe.mean, std=recipe.std,
                               input_scale=cfg.input_scale, workers=cfg.workers, progress=False)
