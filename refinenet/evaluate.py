@@ -2,14 +2,9 @@
 
 Scores as in the paper (Sec. 4): IoU per class, mean IoU, pixel accuracy and mean accuracy from one
 confusion matrix over the split (void = 255 left out, official-recipe.md). Multi-scale testing
-averages the softmax of every scale (Sec. 4); optional flip and dense CRF (Table 4).
-
-Large images (Cityscapes is 1024x2048) have two memory-bounded modes:
-* `tile`: sliding windows of tile x tile pixels with `tile_overlap` overlap; the probabilities of
-  overlapping windows are averaged. Full-resolution result, memory set by the tile size.
-* `max_size`: the image is downscaled so its longer side is at most max_size, predicted, and the
-  probabilities are upsampled back to full size. Cheaper, coarser.
-Under torchrun every process scores its share of the images; the confusion matrices are summed.
+averages the softmax of every scale (Sec. 4); optional flip and dense CRF (Table 4); large images
+are tiled or downscaled (`refinenet.inference.image_probs`). Under torchrun every process scores its
+share of the images; the confusion matrices are summed.
 """
 
 from __future__ import annotations
@@ -25,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -35,7 +29,7 @@ from refinenet.checkpoint import CheckpointError, load_model
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 from refinenet.fastpath import EAGER_FP32, apply_fast_path, default_fast_path
 from refinenet.fastpath import autocast as fast_autocast
-from refinenet.inference import CRFParams, dense_crf, predict_probs
+from refinenet.inference import TILE_OVERLAP, CRFParams, dense_crf, image_probs
 from refinenet.metrics import ConfusionMatrix
 from refinenet.utils import all_reduce_sum, init_distributed, rank_and_world
 
@@ -58,74 +52,12 @@ class EvalConfig:
     format: str = "palette"
     max_size: int | None = None
     tile: int | None = None
-    tile_overlap: float = 1 / 3
+    tile_overlap: float = TILE_OVERLAP
     input_scale: float | None = None  # None: the value the checkpoint was trained with (else 1.0)
     device: str = "auto"
     workers: int = 2
     progress: bool = True
     fast_path: bool = True  # the device's fastest correct setting (refinenet/fastpath.py); False = eager fp32
-
-
-# ---------------------------------------------------------------------------------------------
-# Probabilities for one image
-
-
-def tiled_probs(model: nn.Module, image: torch.Tensor, tile: int, overlap: float, flip: bool) -> torch.Tensor:
-    """Sliding-window probabilities (1 x C x H x W); windows overlapping a pixel are averaged."""
-    height, width = image.shape[-2:]
-    if height <= tile and width <= tile:
-        return predict_probs(model, image, (1.0,), flip)
-    stride = max(1, int(tile * (1 - overlap)))
-
-    def starts(size: int) -> list[int]:
-        if size <= tile:
-            return [0]
-        count = math.ceil((size - tile) / stride) + 1
-        return sorted({min(i * stride, size - tile) for i in range(count)})
-
-    total, hits = None, torch.zeros((1, 1, height, width), device=image.device)
-    for top in starts(height):
-        for left in starts(width):
-            window = image[..., top : top + tile, left : left + tile]
-            probs = predict_probs(model, window, (1.0,), flip)
-            if total is None:
-                total = torch.zeros((1, probs.shape[1], height, width), device=image.device)
-            total[..., top : top + window.shape[-2], left : left + window.shape[-1]] += probs
-            hits[..., top : top + window.shape[-2], left : left + window.shape[-1]] += 1
-    return total / hits
-
-
-def image_probs(
-    model: nn.Module,
-    image: torch.Tensor,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    max_size: int | None = None,
-    tile: int | None = None,
-    tile_overlap: float = 1 / 3,
-) -> torch.Tensor:
-    """Class probabilities (1 x C x H x W) of one normalised image (1 x 3 x H x W), averaged over scales."""
-    height, width = image.shape[-2:]
-    x = image
-    if max_size and max(height, width) > max_size:
-        factor = max_size / max(height, width)
-        size = (max(1, round(height * factor)), max(1, round(width * factor)))
-        x = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
-    if tile:
-        total = None
-        for scale in scales:
-            xs = x
-            if scale != 1.0:
-                size = (max(1, round(x.shape[-2] * scale)), max(1, round(x.shape[-1] * scale)))
-                xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-            p = tiled_probs(model, xs, tile, tile_overlap, flip)
-            p = F.interpolate(p, size=(height, width), mode="bilinear", align_corners=False)
-            total = p if total is None else total + p
-        return total / len(scales)
-    probs = predict_probs(model, x, scales, flip)
-    if probs.shape[-2:] != (height, width):
-        probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
-    return probs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +111,7 @@ def evaluate_dataset(
     crf_params: CRFParams | None = None,
     max_size: int | None = None,
     tile: int | None = None,
-    tile_overlap: float = 1 / 3,
+    tile_overlap: float = TILE_OVERLAP,
     input_scale: float = 1.0,
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
@@ -328,7 +260,8 @@ def evaluate(cfg: EvalConfig) -> dict:
         result = evaluate_dataset(
             model, dataset, device, scales=cfg.scales, flip=cfg.flip, crf_params=cfg.crf_params if cfg.crf else None,
             max_size=cfg.max_size, tile=cfg.tile, tile_overlap=cfg.tile_overlap, input_scale=input_scale,
-            mean=mean, std=std, save_dir=save_dir, fmt=cfg.format, workers=cfg.workers, progress=cfg.progress,
+            mean=mean, std=std, save_dir=save_dir, fmt=cfg.format, workers=cfg.workers,
+            progress=cfg.progress,
         )
     if rank != 0:
         return {}

@@ -1,8 +1,16 @@
 """Prediction: single- and multi-scale (Sec. 4, "we average the predictions on the same image
-across different scales"), optional horizontal flip, and dense-CRF post-processing (Table 4)."""
+across different scales"), optional horizontal flip, and dense-CRF post-processing (Table 4).
+
+Large images (Cityscapes is 1024x2048) have two memory-bounded modes in `image_probs`:
+* `tile`: sliding windows of tile x tile pixels overlapping by `tile_overlap`; the probabilities of
+  overlapping windows are averaged. Full-resolution result, memory set by the tile size.
+* `max_size`: the image is downscaled so its longer side is at most max_size, predicted, and the
+  probabilities are upsampled back to full size. Cheaper, coarser.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +22,7 @@ from torch import nn
 # The released evaluation code's scale sets (official-recipe.md, `demo_predict_mscale_*.m`).
 PAPER_SCALES = (0.4, 0.6, 0.8, 1.0, 1.2)
 PAPER_SCALES_SHORT = (0.6, 0.8, 1.0)
+TILE_OVERLAP = 1 / 3  # ours: a third of a tile shared with the next
 
 
 @torch.inference_mode()
@@ -49,11 +58,69 @@ def predict_probs(
     return total / count
 
 
-def predict(
+def predict_labels(
     model: nn.Module, image: torch.Tensor, scales: Sequence[float] = (1.0,), flip: bool = False
 ) -> torch.Tensor:
     """Label map N x H x W (argmax of `predict_probs`)."""
     return predict_probs(model, image, scales, flip).argmax(dim=1)
+
+
+def tiled_probs(model: nn.Module, image: torch.Tensor, tile: int, overlap: float, flip: bool) -> torch.Tensor:
+    """Sliding-window probabilities (1 x C x H x W); windows overlapping a pixel are averaged."""
+    height, width = image.shape[-2:]
+    if height <= tile and width <= tile:
+        return predict_probs(model, image, (1.0,), flip)
+    stride = max(1, int(tile * (1 - overlap)))
+
+    def starts(size: int) -> list[int]:
+        if size <= tile:
+            return [0]
+        count = math.ceil((size - tile) / stride) + 1
+        return sorted({min(i * stride, size - tile) for i in range(count)})
+
+    total, hits = None, torch.zeros((1, 1, height, width), device=image.device)
+    for top in starts(height):
+        for left in starts(width):
+            window = image[..., top : top + tile, left : left + tile]
+            probs = predict_probs(model, window, (1.0,), flip)
+            if total is None:
+                total = torch.zeros((1, probs.shape[1], height, width), device=image.device)
+            total[..., top : top + window.shape[-2], left : left + window.shape[-1]] += probs
+            hits[..., top : top + window.shape[-2], left : left + window.shape[-1]] += 1
+    return total / hits
+
+
+def image_probs(
+    model: nn.Module,
+    image: torch.Tensor,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    max_size: int | None = None,
+    tile: int | None = None,
+    tile_overlap: float = TILE_OVERLAP,
+) -> torch.Tensor:
+    """Class probabilities (1 x C x H x W) of one normalised image (1 x 3 x H x W), averaged over scales."""
+    height, width = image.shape[-2:]
+    x = image
+    if max_size and max(height, width) > max_size:
+        factor = max_size / max(height, width)
+        size = (max(1, round(height * factor)), max(1, round(width * factor)))
+        x = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+    if tile:
+        total = None
+        for scale in scales:
+            xs = x
+            if scale != 1.0:
+                size = (max(1, round(x.shape[-2] * scale)), max(1, round(x.shape[-1] * scale)))
+                xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            p = tiled_probs(model, xs, tile, tile_overlap, flip)
+            p = F.interpolate(p, size=(height, width), mode="bilinear", align_corners=False)
+            total = p if total is None else total + p
+        return total / len(scales)
+    probs = predict_probs(model, x, scales, flip)
+    if probs.shape[-2:] != (height, width):
+        probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
+    return probs
 
 
 @dataclass(frozen=True)

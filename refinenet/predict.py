@@ -19,7 +19,7 @@ from refinenet import data
 from refinenet.atomic import save_png
 from refinenet.checkpoint import CheckpointError, load_model
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
-from refinenet.evaluate import image_probs
+from refinenet.inference import image_probs
 from refinenet.utils import resolve_device
 
 

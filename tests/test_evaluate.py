@@ -13,7 +13,7 @@ from PIL import Image
 from refinenet import data
 from refinenet.cli import main
 from refinenet.data.cityscapes import TRAINID_TO_LABELID
-from refinenet.evaluate import EvalConfig, evaluate, image_probs
+from refinenet.evaluate import EvalConfig, evaluate
 from refinenet.model import build_refinenet
 from refinenet.released import to_released_state_dict
 from refinenet.train import TrainConfig, train
@@ -61,15 +61,6 @@ def test_crf_and_saved_palette_predictions(voc, tmp_path):
     assert len(files) == 3
     with Image.open(files[0]) as im:
         assert im.mode == "P" and im.size == (64, 48) and np.asarray(im).max() < 21
-
-
-def test_tiled_and_downscaled_probabilities_are_distributions():
-    model = build_refinenet(5, backbone="resnet50", pooling_blocks=1).eval()
-    image = torch.randn(1, 3, 70, 90)
-    for options in ({"tile": 40}, {"max_size": 48}, {"tile": 48, "max_size": 64}):
-        probs = image_probs(model, image, scales=(1.0, 0.5), **options)
-        assert probs.shape == (1, 5, 70, 90), options
-        assert torch.allclose(probs.sum(1), torch.ones(1, 70, 90), atol=1e-4)
 
 
 def test_voc_test_server_layout(voc, tmp_path):

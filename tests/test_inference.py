@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from refinenet import RefineNet, RefineNetConfig
-from refinenet.inference import CRFParams, dense_crf, predict, predict_probs
+from refinenet.inference import CRFParams, dense_crf, image_probs, predict_labels, predict_probs
+from refinenet.model import build_refinenet
 
 
 class ColumnScores(nn.Module):
@@ -45,9 +46,18 @@ def test_flip_averages_with_the_mirrored_prediction_flipped_back():
 def test_refinenet_predicts_a_label_map_for_any_image_size():
     torch.manual_seed(0)
     model = RefineNet(RefineNetConfig(num_classes=4, backbone="resnet50")).eval()
-    labels = predict(model, torch.randn(1, 3, 45, 61), scales=(0.6, 1.0), flip=True)
+    labels = predict_labels(model, torch.randn(1, 3, 45, 61), scales=(0.6, 1.0), flip=True)
     assert labels.shape == (1, 45, 61) and labels.dtype == torch.int64
     assert labels.min() >= 0 and labels.max() < 4
+
+
+def test_tiled_and_downscaled_probabilities_are_distributions():
+    model = build_refinenet(5, backbone="resnet50", pooling_blocks=1).eval()
+    image = torch.randn(1, 3, 70, 90)
+    for options in ({"tile": 40}, {"max_size": 48}, {"tile": 48, "max_size": 64}):
+        probs = image_probs(model, image, scales=(1.0, 0.5), **options)
+        assert probs.shape == (1, 5, 70, 90), options
+        assert torch.allclose(probs.sum(1), torch.ones(1, 70, 90), atol=1e-4)
 
 
 def test_dense_crf_returns_a_valid_label_map_and_keeps_confident_labels():
