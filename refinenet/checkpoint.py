@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
 FORMAT = "refinenet-checkpoint-v1"
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -60,19 +62,13 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return ckpt
 
 
-def is_our_checkpoint(path: str | Path) -> bool:
-    try:
-        load_checkpoint(path)
-    except CheckpointError:
-        return False
-    return True
-
-
 def load_model(path: str | Path, map_location="cpu"):
     """(model in eval mode, metadata) from our checkpoint or a released `.pth.tar` (`load_released`).
 
     metadata: `dataset` (name or None), `class_names`, `palette`, `train_config` (or None),
-    `source` ("ours" / "released").
+    `source` ("ours" / "released"), and how the model expects its input: `mean` and `std` of the
+    normalisation and `input_scale` (the training run's values; ImageNet statistics and 1.0 for
+    released checkpoints).
     """
     from refinenet.model import RefineNet, RefineNetConfig
     from refinenet.released import load_released
@@ -91,11 +87,14 @@ def load_model(path: str | Path, map_location="cpu"):
             raise CheckpointError(
                 f"{path} is neither a refinenet training checkpoint nor a released RefineNet .pth.tar: {err}"
             ) from err
-        meta = {"source": "released", "dataset": None, "class_names": None, "palette": None, "train_config": None}
+        meta = {"source": "released", "dataset": None, "class_names": None, "palette": None, "train_config": None,
+                "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_scale": 1.0}
         return model, meta
     model = RefineNet(RefineNetConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     info = ckpt.get("dataset_info") or {}
+    train_config = ckpt.get("train_config") or {}
+    recipe = train_config.get("recipe") or {}
     meta = {
         "source": "ours",
         "dataset": info.get("name"),
@@ -103,5 +102,8 @@ def load_model(path: str | Path, map_location="cpu"):
         "palette": info.get("palette"),
         "train_config": ckpt.get("train_config"),
         "iteration": ckpt.get("iteration"),
+        "mean": tuple(recipe.get("mean", IMAGENET_MEAN)),
+        "std": tuple(recipe.get("std", IMAGENET_STD)),
+        "input_scale": train_config.get("input_scale") or 1.0,
     }
     return model.to(map_location).eval(), meta

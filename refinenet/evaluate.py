@@ -245,10 +245,7 @@ def evaluate(cfg: EvalConfig) -> dict:
             f"checkpoint {cfg.checkpoint} predicts {model.config.num_classes} classes but {cfg.dataset} has "
             f"{dataset.info.num_classes}"
         )
-    train_cfg = meta.get("train_config") or {}
-    input_scale = cfg.input_scale or train_cfg.get("input_scale") or 1.0
-    recipe = train_cfg.get("recipe") or {}
-    mean, std = tuple(recipe.get("mean", IMAGENET_MEAN)), tuple(recipe.get("std", IMAGENET_STD))
+    input_scale = cfg.input_scale or meta["input_scale"]
     save_dir = cfg.save_predictions
     if save_dir is None and (cfg.format != "palette" or not dataset.has_labels):
         if cfg.out is None:
@@ -260,7 +257,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         result = evaluate_dataset(
             model, dataset, device, scales=cfg.scales, flip=cfg.flip, crf_params=cfg.crf_params if cfg.crf else None,
             max_size=cfg.max_size, tile=cfg.tile, tile_overlap=cfg.tile_overlap, input_scale=input_scale,
-            mean=mean, std=std, save_dir=save_dir, fmt=cfg.format, workers=cfg.workers,
+            mean=meta["mean"], std=meta["std"], save_dir=save_dir, fmt=cfg.format, workers=cfg.workers,
             progress=cfg.progress,
         )
     if rank != 0:

@@ -18,7 +18,7 @@ from PIL import Image
 from refinenet import data
 from refinenet.atomic import save_png
 from refinenet.checkpoint import CheckpointError, load_model
-from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
+from refinenet.data.transforms import EvalTransform
 from refinenet.inference import image_probs
 from refinenet.utils import resolve_device
 
@@ -65,11 +65,8 @@ def predict(cfg: PredictConfig) -> list[Path]:
     device = resolve_device(cfg.device)
     model, meta = load_model(cfg.checkpoint, map_location=device)
     palette = _palette(meta, cfg.dataset, model.config.num_classes)
-    train_cfg = meta.get("train_config") or {}
-    recipe = train_cfg.get("recipe") or {}
-    transform = EvalTransform(tuple(recipe.get("mean", IMAGENET_MEAN)), tuple(recipe.get("std", IMAGENET_STD)))
-    input_scale = train_cfg.get("input_scale") or 1.0
-    scales = [s * input_scale for s in cfg.scales]
+    transform = EvalTransform(meta["mean"], meta["std"])
+    scales = [s * meta["input_scale"] for s in cfg.scales]
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
