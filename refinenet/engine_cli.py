@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 from refinenet.data import DATASET_NAMES
+from refinenet.fastpath import AMP_MODES
 from refinenet.model import BACKBONES, VARIANTS
-from refinenet.recipe import AMP_MODES, LR_SCHEDULES, RECIPES
+from refinenet.recipe import LR_SCHEDULES, RECIPES
 
 FORMATS = ("palette", "voc-test-server", "cityscapes-test-server")
 

@@ -27,8 +27,7 @@ from refinenet import data
 from refinenet.atomic import save_png, write_text_atomic
 from refinenet.checkpoint import CheckpointError, load_model
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
-from refinenet.fastpath import EAGER_FP32, apply_fast_path, default_fast_path
-from refinenet.fastpath import autocast as fast_autocast
+from refinenet.fastpath import EAGER_FP32, apply_fast_path, autocast, default_fast_path
 from refinenet.inference import TILE_OVERLAP, CRFParams, dense_crf, image_probs
 from refinenet.metrics import ConfusionMatrix
 from refinenet.utils import all_reduce_sum, init_distributed, rank_and_world
@@ -253,7 +252,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         save_dir = Path(cfg.out) / "predictions"
     fast = replace(default_fast_path(device), compile=False) if cfg.fast_path else EAGER_FP32  # new shapes recompile
     model = apply_fast_path(model, fast)
-    with fast_autocast(fast, device):
+    with autocast(fast, device):
         result = evaluate_dataset(
             model, dataset, device, scales=cfg.scales, flip=cfg.flip, crf_params=cfg.crf_params if cfg.crf else None,
             max_size=cfg.max_size, tile=cfg.tile, tile_overlap=cfg.tile_overlap, input_scale=input_scale,

@@ -43,6 +43,14 @@ class FastPath:
 
 
 EAGER_FP32 = FastPath()
+# `--amp` modes and their autocast dtypes (None: fp32).
+AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_MODES = tuple(AMP_DTYPES)
+
+
+def amp_mode(dtype: torch.dtype | None) -> str:
+    """The `--amp` mode of an autocast dtype."""
+    return next(mode for mode, amp_dtype in AMP_DTYPES.items() if amp_dtype == dtype)
 
 
 def cpu_has_native_bf16() -> bool:

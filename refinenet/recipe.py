@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 LR_SCHEDULES = ("step", "poly", "constant")
-AMP_MODES = ("none", "bf16", "fp16")
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,18 @@ from refinenet.atomic import torch_save_atomic, write_text_atomic
 from refinenet.checkpoint import CHECKPOINT_NAME, CheckpointError
 from refinenet.data.transforms import TrainTransform
 from refinenet.evaluate import evaluate_dataset, write_metrics
-from refinenet.fastpath import default_fast_path
+from refinenet.fastpath import (
+    AMP_DTYPES,
+    AMP_MODES,
+    FastPath,
+    amp_mode,
+    apply_fast_path,
+    autocast,
+    default_fast_path,
+    prepare_input,
+)
 from refinenet.model import build_refinenet
-from refinenet.recipe import AMP_MODES, LR_SCHEDULES, default_pooling_blocks, get_recipe
+from refinenet.recipe import LR_SCHEDULES, default_pooling_blocks, get_recipe
 from refinenet.utils import all_gather_object, all_reduce_mean, barrier, init_distributed
 
 
@@ -227,12 +236,6 @@ def build_optimizer(model, cfg: TrainConfig) -> torch.optim.SGD:
     )
 
 
-def autocast(device: torch.device, amp: str):
-    if amp == "none":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
-
 # ---------------------------------------------------------------------------------------------
 # The run
 
@@ -255,12 +258,11 @@ def train(cfg: TrainConfig) -> Path:
     rank, world, device = init_distributed(cfg.device)
     is_main = rank == 0
     if cfg.fast_path:
-        # Issue 6: the fastest correct setting for this device unless asked otherwise (--no-fast-path).
+        # the fastest correct setting for this device unless asked otherwise (--no-fast-path)
         fast = default_fast_path(device)
-        amp = cfg.amp
-        if not amp_given and fast.amp_dtype is not None:
-            amp = "bf16" if fast.amp_dtype == torch.bfloat16 else "fp16"
+        amp = cfg.amp if amp_given or fast.amp_dtype is None else amp_mode(fast.amp_dtype)
         cfg = replace(cfg, channels_last=cfg.channels_last or fast.channels_last, amp=amp)
+    fast = FastPath(channels_last=cfg.channels_last, amp_dtype=AMP_DTYPES[cfg.amp])
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
 
     train_set = data.load_dataset(cfg.dataset, cfg.data_root, cfg.split)
@@ -280,8 +282,7 @@ def train(cfg: TrainConfig) -> Path:
         pool_order=cfg.pool_order,
         freeze_batchnorm=cfg.freeze_batchnorm,
     ).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = apply_fast_path(model, fast)
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, cfg, total))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
@@ -381,11 +382,10 @@ def train(cfg: TrainConfig) -> Path:
             for micro in range(cfg.grad_accum):
                 images, labels = next(data_iter)
                 images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                if cfg.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
+                images = prepare_input(images, fast)
                 sync = world == 1 or micro == cfg.grad_accum - 1
                 with contextlib.nullcontext() if sync else ddp_model.no_sync():
-                    with autocast(device, cfg.amp):
+                    with autocast(fast, device):
                         scores = forward_scores(ddp_model, images, cfg.input_scale)
                     loss = segmentation_loss(scores, labels, info.ignore_index)
                     if cfg.debug_nan_at == iteration + 1:
