@@ -1,4 +1,4 @@
-"""Issue 6: the paper's cost claim against dilated networks, measured, and RefineNet's fast paths.
+"""The paper's cost claim against dilated networks, measured, and RefineNet's fast paths.
 
 Sec. 1-2 and Fig. 2 of the paper argue that dilated ResNets (Fig. 2b, DeepLab) are "computationally
 expensive" and "require huge GPU memory resources, especially in the training stage", while
@@ -557,7 +557,7 @@ def summary(table, args, common: dict, notes: dict) -> str:
     mem_peak = "train_peak_rss" if common["device_type"] == "cpu" else "train_cuda_max_memory_allocated"
     inf_peak = "inference_peak_rss" if common["device_type"] == "cpu" else "inference_cuda_max_memory_allocated"
     lines = [
-        "# Efficiency: RefineNet against dilated networks (issue 6)",
+        "# Efficiency: RefineNet against dilated networks",
         "",
         f"Device: **{common['device']}** ({common['device_type']}); torch {common['torch']};"
         f" code {common['code_version']}; {common['date']}. Batch {args.batch}, random weights, 21 classes."

@@ -1,20 +1,17 @@
 """Which fast path to run a model with, per device: memory format, autocast dtype, torch.compile.
 
 `default_fast_path(device)` is the fastest setting that still gives the fp32 eager answer within
-mixed-precision tolerance, decided from `benchmarks/efficiency.py`'s measurements (results/efficiency.md):
+mixed-precision tolerance, chosen from the efficiency benchmark (`nox -s bench`; the measured
+speed-ups and errors are in results/efficiency.md):
 
-* CPU: eager fp32 (NCHW) for now. On a quiet 2-core Xeon (results/efficiency.md, RefineNet-101 at
-  256x256, batch 1) fp32 channels_last ran inference 1.29x and a training step 1.19x faster with the
-  same forward numbers (relative error 2e-6), but in the stand-in regime (trainable batch norm on
-  2-image batches, 1x1 maps in layer4) its gradients differ from NCHW's by far more (batch norm over
-  two values is ill-conditioned), and a 20-step smoke run diverged with it where NCHW did not. Until
-  that is understood it stays opt-in (`--channels-last`). bf16 autocast (3.1x / 2.4x with
-  channels_last) changes the numbers by ~1e-2 and 1% of labels: opt-in (`--amp bf16`). torch.compile
-  gave no gain and recompiles for every new input shape.
-* CUDA (not measured in this project's runs: no GPU was available): channels_last + bf16 autocast,
-  the usual choice on tensor-core GPUs; fp32 channels_last where bf16 is unsupported.
+* CPU: eager fp32 (NCHW). fp32 channels_last is faster with the same forward numbers, but under
+  trainable batch norm on 2-image batches (the stand-in regime) its gradients drift from NCHW's and
+  a smoke run diverged, so it is opt-in (`--channels-last`). bf16 autocast changes some labels:
+  opt-in (`--amp bf16`). torch.compile gave no gain and recompiles for every new input shape.
+* CUDA (not measured in this project: no GPU): channels_last + bf16 autocast, the usual choice on
+  tensor-core GPUs; fp32 channels_last where bf16 is unsupported.
 
-The training engine applies it with `apply_fast_path(model, fast_path)`, runs forward passes under
+The engine applies it with `apply_fast_path(model, fast_path)`, runs forward passes under
 `autocast(fast_path, device)` and passes inputs through `prepare_input`; `EAGER_FP32` turns it all off.
 """
 

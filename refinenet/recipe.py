@@ -88,18 +88,14 @@ class StandinRecipe(PaperRecipe):
     """The paper's code path sized for a 2-core CPU and `refinenet standin` data (not for numbers)."""
 
     name: str = "standin"
-    # ours: RefineNet is heavy (~8 GFLOPs forward per 64x64 image for RefineNet-50), so steps of 2 crops
-    # of 64x64 and stand-in images of 96x128 (`refinenet standin DATASET --size 96 128`) aim at 1-2
-    # minutes for train + evaluate on 2 cores. That target is estimated, NOT yet measured: the shared
-    # development machine was loaded 3-4x over its 2 cores when this was written.
+    # ours: steps of 2 crops of 64x64 keep a model's training to about a minute on 2 cores (the measured
+    # train / eval seconds of every row are in results/table<N>.md).
     crop_size: int = 64
     cityscapes_crop_size: int = 64
     batch_size: int = 2
     iterations: int = 80
-    # ours, from a short trial with a random-init RefineNet-50 on stand-in VOC data: lr 1e-2 (batch 4,
-    # crop 96) hit a NaN loss at step 6 and 3e-3 at step 27; 1e-3 lowered the loss steadily (2.2 -> 1.35
-    # in 30 steps at batch 4 / crop 96; 2.0 -> 1.66 in 20 steps at batch 2 / crop 64). The backbone
-    # gets the same rate because it is not pretrained.
+    # ours: in a short trial with a random-init RefineNet-50 on stand-in VOC data, 1e-2 and 3e-3 gave a
+    # NaN loss and 1e-3 lowered it steadily. The backbone gets the same rate: it is not pretrained.
     lr: float = 1e-3
     backbone_lr_mult: float = 1.0
     # ours: no ImageNet weights offline, so random init, and batch norm must learn its statistics.

@@ -1,4 +1,4 @@
-"""The efficiency benchmark (issue 6): its memory counter, baselines, fast path and --quick run."""
+"""The efficiency benchmark: its memory counter, baselines, fast path and --quick run."""
 
 import sys
 from pathlib import Path
