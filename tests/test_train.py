@@ -11,7 +11,7 @@ from refinenet import data
 from refinenet.checkpoint import CheckpointError, load_checkpoint
 from refinenet.cli import main
 from refinenet.recipe import RECIPES
-from refinenet.train import NonFiniteLossError, ResumableSampler, TrainConfig, lr_factor, resolve, train
+from refinenet.train import NonFiniteLossError, TrainConfig, lr_factor, resolve, train
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +43,6 @@ def test_lr_schedules():
     assert [lr_factor(i, step, 10) for i in (0, 4, 5, 9)] == [1.0, 1.0, 0.1, 0.1]
     poly = resolve(TrainConfig("voc2012", "x", "y", lr_schedule="poly"))
     assert lr_factor(0, poly, 10) == 1.0 and 0 < lr_factor(9, poly, 10) < 0.2
-
-
-def test_sampler_is_seeded_resumable_and_sharded():
-    stream = lambda s: [x for _, x in zip(range(12), s)]  # noqa: E731
-    full = stream(ResumableSampler(5, seed=3))
-    assert full == stream(ResumableSampler(5, seed=3))
-    assert stream(ResumableSampler(5, seed=3, start=7))[:5] == full[7:12]
-    assert sorted(i for i, _ in full[:5]) == list(range(5))  # each epoch is a permutation
-    ranks = [[i for i, _ in stream(ResumableSampler(6, seed=0, rank=r, world=2))][:3] for r in (0, 1)]
-    assert sorted(ranks[0] + ranks[1]) == list(range(6))
 
 
 def test_training_lowers_the_loss_and_writes_logs(voc_root, tmp_path):
