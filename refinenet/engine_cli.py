@@ -57,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         log_every=args.log_every, eval_every=args.eval_every, channels_last=args.channels_last,
         fast_path=not args.no_fast_path,
         grad_accum=args.grad_accum, seed=args.seed, device=args.device, workers=args.workers, resume=args.resume,
-        progress=not args.no_progress, debug_nan_at=args.debug_nan_at, stop_after=args.stop_after,
+        progress=not args.no_progress,
     )
 
     def run(config):
@@ -194,8 +194,6 @@ def add_commands(subparsers) -> None:
     e.add_argument("--eval-every", type=int, default=None)
     e.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
     e.add_argument("--no-progress", action="store_true", help="no progress bar (the JSONL log is still written)")
-    e.add_argument("--debug-nan-at", type=int, default=None, help=argparse.SUPPRESS)  # tests of the NaN guard
-    e.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # tests: a simulated kill
     t.set_defaults(func=cmd_train)
 
     # evaluate ---------------------------------------------------------------------------------

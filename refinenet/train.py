@@ -1,9 +1,10 @@
 """Training: `train(TrainConfig) -> Path` (the final checkpoint) and the `refinenet train` command.
 
-Shape after torchvision's references/segmentation/train.py, kept small: build data, model and
-optimizer; one loop over iterations (Sec. 4 trains end-to-end with SGD, one image per step in the
-released code, official-recipe.md); checkpoints that make a resumed run bit-identical to an
-uninterrupted one; DistributedDataParallel when started by torchrun.
+Shape after torchvision's references/segmentation/train.py: `build` makes data, model, optimizer,
+schedule and grad scaler; `restore` continues a run from its checkpoint; `train_one_step` is one
+optimizer step (Sec. 4 trains end-to-end with SGD, one image per step in the released code,
+official-recipe.md); `TrainingLog` reports; `train` loops. Checkpoints make a resumed run
+bit-identical to an uninterrupted one; DistributedDataParallel when started by torchrun.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import json
 import math
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -25,6 +28,7 @@ from refinenet import checkpoint as ckpt_io
 from refinenet import data
 from refinenet.atomic import torch_save_atomic, write_text_atomic
 from refinenet.checkpoint import CHECKPOINT_NAME, CheckpointError
+from refinenet.data.common import SegmentationFiles
 from refinenet.data.sampling import ResumableSampler, SeededAugmentation
 from refinenet.data.transforms import TrainTransform
 from refinenet.evaluate import evaluate_dataset, write_metrics
@@ -38,7 +42,7 @@ from refinenet.fastpath import (
     default_fast_path,
     prepare_input,
 )
-from refinenet.model import build_refinenet
+from refinenet.model import RefineNet, build_refinenet
 from refinenet.recipe import LR_SCHEDULES, default_pooling_blocks, get_recipe
 from refinenet.utils import all_gather_object, all_reduce_mean, barrier, init_distributed
 
@@ -90,8 +94,6 @@ class TrainConfig:
     workers: int = 2
     resume: bool = False
     progress: bool = True
-    debug_nan_at: int | None = None  # tests: make the loss NaN at this iteration
-    stop_after: int | None = None  # tests: stop after this iteration as if killed (after its checkpoint, if any)
 
 
 def resolve(cfg: TrainConfig) -> TrainConfig:
@@ -188,43 +190,81 @@ def build_optimizer(model, cfg: TrainConfig) -> torch.optim.SGD:
 
 
 # ---------------------------------------------------------------------------------------------
-# The run
+# Building and restoring a run
 
 
-def _weights_finite(model: nn.Module) -> bool:
-    return all(torch.isfinite(p).all() for p in model.parameters())
+@dataclass
+class Run:
+    """One training run: what `build` makes, `restore` fills from a checkpoint and every step advances."""
+
+    cfg: TrainConfig  # resolved, with the device's fast path applied
+    rank: int
+    world: int
+    device: torch.device
+    fast: FastPath
+    train_set: SegmentationFiles
+    val_set: SegmentationFiles | None
+    model: RefineNet
+    ddp_model: nn.Module  # DistributedDataParallel around `model` under torchrun, else `model`
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    total: int  # optimizer steps of the whole run
+    iteration: int = 0  # optimizer steps done
+    last_saved: int | None = None  # the iteration of the checkpoint on disk
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def images_per_step(self) -> int:
+        return self.cfg.batch_size * self.cfg.grad_accum * self.world
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.cfg.out) / CHECKPOINT_NAME
+
+    @cached_property
+    def record(self) -> dict:
+        """The resolved configuration and where it ran: config.json, and every checkpoint's `train_config`."""
+        record = {
+            **{f.name: getattr(self.cfg, f.name) for f in fields(self.cfg)},
+            "iterations": self.total,
+            "data_kind": self.train_set.data_kind,
+            "train_images": len(self.train_set),
+            "world_size": self.world,
+            "device": str(self.device),
+            "recipe": get_recipe(self.cfg.profile).to_dict(),
+            "model_config": self.model.config_dict(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        }
+        return json.loads(json.dumps(record, default=str))
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Train as `cfg` says; returns the path of the final checkpoint (`out/checkpoint.pt`)."""
-    amp_given = cfg.amp is not None
-    cfg = resolve(cfg)
+def check_run_folder(cfg: TrainConfig) -> None:
+    """A new run never overwrites a checkpoint; `--resume` needs one."""
     out = Path(cfg.out)
-    ckpt_path = out / CHECKPOINT_NAME
-    if cfg.resume and not ckpt_path.is_file():
+    if cfg.resume and not (out / CHECKPOINT_NAME).is_file():
         raise CheckpointError(f"--resume: no checkpoint {CHECKPOINT_NAME} in the run folder {out}")
-    if not cfg.resume and ckpt_path.is_file():
+    if not cfg.resume and (out / CHECKPOINT_NAME).is_file():
         raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
 
-    rank, world, device = init_distributed(cfg.device)
-    is_main = rank == 0
-    if cfg.fast_path:
-        # the fastest correct setting for this device unless asked otherwise (--no-fast-path)
-        fast = default_fast_path(device)
-        amp = cfg.amp if amp_given or fast.amp_dtype is None else amp_mode(fast.amp_dtype)
-        cfg = replace(cfg, channels_last=cfg.channels_last or fast.channels_last, amp=amp)
-    fast = FastPath(channels_last=cfg.channels_last, amp_dtype=AMP_DTYPES[cfg.amp])
-    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
 
-    train_set = data.load_dataset(cfg.dataset, cfg.data_root, cfg.split)
-    info = train_set.info
-    if not train_set.has_labels:
-        raise ValueError(f"split {cfg.split!r} of {cfg.dataset} has no labels; it cannot be trained on")
-    per_step = cfg.batch_size * cfg.grad_accum * world
-    total = cfg.iterations if cfg.iterations is not None else max(1, math.ceil(cfg.epochs * len(train_set) / per_step))
+def with_device_fast_path(cfg: TrainConfig, device: torch.device, amp_given: bool) -> TrainConfig:
+    """The fastest correct setting for this device (refinenet/fastpath.py) unless switched off
+    (--no-fast-path); an --amp given explicitly is kept."""
+    if not cfg.fast_path:
+        return cfg
+    fast = default_fast_path(device)
+    amp = cfg.amp if amp_given or fast.amp_dtype is None else amp_mode(fast.amp_dtype)
+    return replace(cfg, channels_last=cfg.channels_last or fast.channels_last, amp=amp)
 
+
+def build_model(cfg: TrainConfig, num_classes: int, device: torch.device, fast: FastPath) -> RefineNet:
     model = build_refinenet(
-        info.num_classes,
+        num_classes,
         backbone_weights=cfg.backbone_weights,
         backbone=cfg.backbone,
         variant=cfg.variant,
@@ -233,192 +273,239 @@ def train(cfg: TrainConfig) -> Path:
         pool_order=cfg.pool_order,
         freeze_batchnorm=cfg.freeze_batchnorm,
     ).to(device)
-    model = apply_fast_path(model, fast)
+    return apply_fast_path(model, fast)
+
+
+def build(cfg: TrainConfig, amp_given: bool = False) -> Run:
+    """Join the torchrun processes (if any) and build data, model, optimizer, schedule and grad scaler."""
+    rank, world, device = init_distributed(cfg.device)
+    cfg = with_device_fast_path(cfg, device, amp_given)
+    fast = FastPath(channels_last=cfg.channels_last, amp_dtype=AMP_DTYPES[cfg.amp])
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+
+    train_set = data.load_dataset(cfg.dataset, cfg.data_root, cfg.split)
+    if not train_set.has_labels:
+        raise ValueError(f"split {cfg.split!r} of {cfg.dataset} has no labels; it cannot be trained on")
+    per_step = cfg.batch_size * cfg.grad_accum * world
+    total = cfg.iterations if cfg.iterations is not None else max(1, math.ceil(cfg.epochs * len(train_set) / per_step))
+
+    model = build_model(cfg, train_set.info.num_classes, device, fast)
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, cfg, total))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-
-    iteration = 0
-    if cfg.resume:
-        ckpt = ckpt_io.load_checkpoint(ckpt_path, map_location=device)
-        if ckpt["model_config"] != model.config_dict():
-            raise CheckpointError(
-                f"{ckpt_path} was trained with model {ckpt['model_config']}, but this run asks for "
-                f"{model.config_dict()}; resume with the same model options"
-            )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        iteration = ckpt["iteration"]
-        rngs = ckpt["rng"]  # one state per rank of the run that wrote it
-        ckpt_io.set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
-
     ddp_model = model
     if world > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    val_set = data.load_dataset(cfg.dataset, cfg.data_root, cfg.val_split) if cfg.val_split else None
+    return Run(cfg, rank, world, device, fast, train_set, val_set, model, ddp_model, optimizer, scheduler, scaler,
+               total)
 
-    recipe = get_recipe(cfg.profile)
+
+def restore(run: Run) -> None:
+    """Continue from the run folder's checkpoint: weights, optimizer, schedule, scaler, iteration, RNGs."""
+    path = run.checkpoint_path
+    ckpt = ckpt_io.load_checkpoint(path, map_location=run.device)
+    if ckpt["model_config"] != run.model.config_dict():
+        raise CheckpointError(
+            f"{path} was trained with model {ckpt['model_config']}, but this run asks for "
+            f"{run.model.config_dict()}; resume with the same model options"
+        )
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    run.scaler.load_state_dict(ckpt["scaler"])
+    run.iteration = run.last_saved = ckpt["iteration"]
+    rngs = ckpt["rng"]  # one state per rank of the run that wrote it
+    ckpt_io.set_rng_state(rngs[run.rank] if run.rank < len(rngs) else rngs[0])
+
+
+def build_loader(run: Run) -> torch.utils.data.DataLoader:
+    """Augmented batches from where the run stands: the sampler skips what this rank already consumed."""
+    cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
     transform = TrainTransform(cfg.crop_size, recipe.scale_range, recipe.mean, recipe.std, hflip=recipe.hflip)
-    consumed = iteration * cfg.batch_size * cfg.grad_accum
-    sampler = ResumableSampler(len(train_set), cfg.seed, rank, world, start=consumed)
-    loader = torch.utils.data.DataLoader(
-        SeededAugmentation(train_set, transform),
+    consumed = run.iteration * cfg.batch_size * cfg.grad_accum
+    return torch.utils.data.DataLoader(
+        SeededAugmentation(run.train_set, transform),
         batch_size=cfg.batch_size,
-        sampler=sampler,
+        sampler=ResumableSampler(len(run.train_set), cfg.seed, run.rank, run.world, start=consumed),
         num_workers=cfg.workers,
-        pin_memory=device.type == "cuda",
+        pin_memory=run.device.type == "cuda",
         drop_last=True,
         persistent_workers=False,
         generator=torch.Generator().manual_seed(cfg.seed),  # keeps the loader off the global RNG
     )
-    val_set = data.load_dataset(cfg.dataset, cfg.data_root, cfg.val_split) if cfg.val_split else None
 
-    resolved = {
-        **{f.name: getattr(cfg, f.name) for f in fields(cfg)},
-        "iterations": total,
-        "data_kind": train_set.data_kind,
-        "train_images": len(train_set),
-        "world_size": world,
-        "device": str(device),
-        "recipe": recipe.to_dict(),
-        "model_config": model.config_dict(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    resolved = json.loads(json.dumps(resolved, default=str))
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "config.json", json.dumps(resolved, indent=2) + "\n")
 
-    def save(finished: bool) -> None:
-        rngs = all_gather_object(ckpt_io.rng_state())  # every rank's RNG (dropout differs per rank)
-        if not is_main:
-            return
+def save_checkpoint(run: Run) -> None:
+    """Every rank checks its weights and hands in its RNG state (dropout differs per rank); rank 0 writes."""
+    if not all(torch.isfinite(p).all() for p in run.model.parameters()):
+        raise NonFiniteLossError(
+            f"weights became non-finite at iteration {run.iteration}; training stopped, the last good "
+            f"checkpoint {run.checkpoint_path} (iteration {run.last_saved}) is kept. Try a lower --lr."
+        )
+    rngs = all_gather_object(ckpt_io.rng_state())
+    if run.is_main:
+        cfg, info = run.cfg, run.train_set.info
         torch_save_atomic(
             {
                 "format": ckpt_io.FORMAT,
-                "model": model.state_dict(),
-                "model_config": model.config_dict(),
+                "model": run.model.state_dict(),
+                "model_config": run.model.config_dict(),
                 "dataset_info": {"name": info.name, "class_names": list(info.class_names),
                                  "palette": [list(c) for c in info.palette]},
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "iteration": iteration,
-                "sampler": {"seed": cfg.seed, "consumed_per_rank": iteration * cfg.batch_size * cfg.grad_accum},
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict(),
+                "scaler": run.scaler.state_dict(),
+                "iteration": run.iteration,
+                "sampler": {"seed": cfg.seed, "consumed_per_rank": run.iteration * cfg.batch_size * cfg.grad_accum},
                 "rng": rngs,
-                "train_config": resolved,
-                "finished": finished,
+                "train_config": run.record,
+                "finished": run.iteration == run.total,
             },
-            ckpt_path,
+            run.checkpoint_path,
         )
-
-    if iteration >= total:
-        if is_main:
-            print(f"{ckpt_path} is already at iteration {iteration} of {total}; nothing to do")
-        return ckpt_path
-
-    log_file = open(out / "log.jsonl", "a") if is_main else None  # noqa: SIM115 (closed below)
-    bar = tqdm(total=total, initial=iteration, disable=not (is_main and cfg.progress), unit="it", dynamic_ncols=True)
-    ddp_model.train()
-    data_iter = iter(loader)
-    window_start, window_images, window_loss, window_steps = time.perf_counter(), 0, 0.0, 0
-    last_saved = iteration if cfg.resume else None
-    try:
-        while iteration < total:
-            optimizer.zero_grad(set_to_none=True)
-            step_loss = torch.zeros((), device=device)
-            for micro in range(cfg.grad_accum):
-                images, labels = next(data_iter)
-                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                images = prepare_input(images, fast)
-                sync = world == 1 or micro == cfg.grad_accum - 1
-                with contextlib.nullcontext() if sync else ddp_model.no_sync():
-                    with autocast(fast, device):
-                        scores = forward_scores(ddp_model, images, cfg.input_scale)
-                    loss = segmentation_loss(scores, labels, info.ignore_index)
-                    if cfg.debug_nan_at == iteration + 1:
-                        loss = loss * float("nan")
-                    scaler.scale(loss / cfg.grad_accum).backward()
-                step_loss += loss.detach() / cfg.grad_accum
-            step_loss = all_reduce_mean(step_loss)  # every rank sees the same value and stops together
-            if not torch.isfinite(step_loss):
-                kept = "no checkpoint had been written yet"
-                if last_saved is not None:
-                    kept = f"the last good checkpoint {ckpt_path} (iteration {last_saved}) is kept"
-                raise NonFiniteLossError(
-                    f"loss is {step_loss.item()} at iteration {iteration + 1}; training stopped, {kept}. "
-                    f"Try a lower --lr (now {cfg.lr}) or --amp none."
-                )
-            lrs = [group["lr"] for group in optimizer.param_groups]  # the rates this step uses
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            iteration += 1
-            window_loss += step_loss.item()
-            window_steps += 1
-            window_images += per_step
-            bar.update(1)
-
-            if iteration % cfg.log_every == 0 or iteration == total:
-                elapsed = time.perf_counter() - window_start
-                speed = window_images / max(elapsed, 1e-9)
-                record = {
-                    "iteration": iteration,
-                    "epoch": iteration * per_step / len(train_set),
-                    "loss": window_loss / window_steps,
-                    "lr": lrs[0],
-                    "backbone_lr": lrs[1],
-                    "images_per_s": speed,
-                    "eta_s": (total - iteration) * per_step / max(speed, 1e-9),
-                    "time": time.time(),
-                }
-                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", img_s=f"{speed:.2f}")
-                if log_file:
-                    log_file.write(json.dumps(record) + "\n")
-                    log_file.flush()
-                window_start, window_images, window_loss, window_steps = time.perf_counter(), 0, 0.0, 0
-
-            if cfg.eval_every and val_set is not None and iteration % cfg.eval_every == 0 and iteration < total:
-                _validate(model, val_set, cfg, device, out, iteration, log_file, is_main)
-                ddp_model.train()
-
-            if iteration % cfg.checkpoint_every == 0 or iteration == total:
-                if not _weights_finite(model):
-                    raise NonFiniteLossError(
-                        f"weights became non-finite at iteration {iteration}; training stopped, the last good "
-                        f"checkpoint {ckpt_path} (iteration {last_saved}) is kept. Try a lower --lr."
-                    )
-                save(finished=iteration == total)
-                last_saved = iteration
-            if cfg.stop_after == iteration:
-                return ckpt_path
-    finally:
-        bar.close()
-        if log_file:
-            log_file.close()
-
-    if val_set is not None:
-        _validate(model, val_set, cfg, device, out, iteration, None, is_main)
-    barrier()
-    return ckpt_path
+    run.last_saved = run.iteration
 
 
-def _validate(model, val_set, cfg: TrainConfig, device, out: Path, iteration: int, log_file, is_main: bool) -> None:
-    recipe = get_recipe(cfg.profile)
-    result = evaluate_dataset(model, val_set, device, mean=recipe.mean, std=recipe.std,
+# ---------------------------------------------------------------------------------------------
+# One step, logging, validation
+
+
+def train_one_step(run: Run, batches) -> tuple[float, list[float]]:
+    """One optimizer step over `grad_accum` micro-batches from `batches`. Returns the loss (the mean over
+    every process) and the learning rates the step used; a NaN or infinite loss stops the run before
+    the weights change."""
+    cfg, optimizer = run.cfg, run.optimizer
+    optimizer.zero_grad(set_to_none=True)
+    step_loss = torch.zeros((), device=run.device)
+    for micro in range(cfg.grad_accum):
+        images, labels = next(batches)
+        images, labels = images.to(run.device, non_blocking=True), labels.to(run.device, non_blocking=True)
+        images = prepare_input(images, run.fast)
+        sync = run.world == 1 or micro == cfg.grad_accum - 1  # DDP all-reduces gradients on the last one only
+        with contextlib.nullcontext() if sync else run.ddp_model.no_sync():
+            with autocast(run.fast, run.device):
+                scores = forward_scores(run.ddp_model, images, cfg.input_scale)
+            loss = segmentation_loss(scores, labels, run.train_set.info.ignore_index)
+            run.scaler.scale(loss / cfg.grad_accum).backward()
+        step_loss += loss.detach() / cfg.grad_accum
+    step_loss = all_reduce_mean(step_loss)  # every rank sees the same value and stops together
+    if not torch.isfinite(step_loss):
+        kept = "no checkpoint had been written yet"
+        if run.last_saved is not None:
+            kept = f"the last good checkpoint {run.checkpoint_path} (iteration {run.last_saved}) is kept"
+        raise NonFiniteLossError(
+            f"loss is {step_loss.item()} at iteration {run.iteration + 1}; training stopped, {kept}. "
+            f"Try a lower --lr (now {cfg.lr}) or --amp none."
+        )
+    lrs = [group["lr"] for group in optimizer.param_groups]  # the rates this step uses
+    run.scaler.step(optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    run.iteration += 1
+    return step_loss.item(), lrs
+
+
+class TrainingLog:
+    """The progress bar and, on rank 0, `log.jsonl`: every `log_every` steps the mean loss since the last
+    line, the learning rates, images/s and the estimated time left; validation scores in between."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.path = Path(run.cfg.out) / "log.jsonl" if run.is_main else None
+        if self.path:
+            self.path.touch()
+        self.bar = tqdm(total=run.total, initial=run.iteration, disable=not (run.is_main and run.cfg.progress),
+                        unit="it", dynamic_ncols=True)
+        self._new_window()
+
+    def _new_window(self) -> None:
+        self.start, self.images, self.loss, self.steps = time.perf_counter(), 0, 0.0, 0
+
+    def step(self, loss: float, lrs: list[float]) -> None:
+        run = self.run
+        self.loss, self.steps, self.images = self.loss + loss, self.steps + 1, self.images + run.images_per_step
+        self.bar.update(1)
+        if run.iteration % run.cfg.log_every and run.iteration != run.total:
+            return
+        speed = self.images / max(time.perf_counter() - self.start, 1e-9)
+        record = {
+            "iteration": run.iteration,
+            "epoch": run.iteration * run.images_per_step / len(run.train_set),
+            "loss": self.loss / self.steps,
+            "lr": lrs[0],
+            "backbone_lr": lrs[1],
+            "images_per_s": speed,
+            "eta_s": (run.total - run.iteration) * run.images_per_step / max(speed, 1e-9),
+            "time": time.time(),
+        }
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", img_s=f"{speed:.2f}")
+        self.write(record)
+        self._new_window()
+
+    def write(self, record: dict) -> None:
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def validate(run: Run, log: TrainingLog) -> None:
+    """Single-scale scores on the validation split: `out/val/metrics.json` and a line in the log."""
+    cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
+    result = evaluate_dataset(run.model, run.val_set, run.device, mean=recipe.mean, std=recipe.std,
                               input_scale=cfg.input_scale, workers=cfg.workers, progress=False)
-    if not is_main or result is None:
+    if not run.is_main or result is None:
         return
-    result.update({"iteration": iteration, "checkpoint": str(out / CHECKPOINT_NAME)})
-    write_metrics(result, out / "val")
-    line = {"iteration": iteration, "val_miou": result["miou"], "val_pixel_acc": result["pixel_acc"]}
-    print(f"validation ({cfg.val_split}, iteration {iteration}): mIoU {result['miou']:.4f}")
-    target = log_file or open(out / "log.jsonl", "a")  # noqa: SIM115
-    target.write(json.dumps(line) + "\n")
-    if log_file is None:
-        target.close()
+    result.update({"iteration": run.iteration, "checkpoint": str(run.checkpoint_path)})
+    write_metrics(result, Path(cfg.out) / "val")
+    print(f"validation ({cfg.val_split}, iteration {run.iteration}): mIoU {result['miou']:.4f}")
+    log.write({"iteration": run.iteration, "val_miou": result["miou"], "val_pixel_acc": result["pixel_acc"]})
 
 
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def train(cfg: TrainConfig, *, on_iteration: Callable[[int], None] | None = None) -> Path:
+    """Train as `cfg` says; returns the path of the final checkpoint (`out/checkpoint.pt`).
+
+    `on_iteration(iteration)`, if given, is called after every optimizer step and its checkpoint.
+    """
+    amp_given = cfg.amp is not None
+    cfg = resolve(cfg)
+    check_run_folder(cfg)
+    run = build(cfg, amp_given)
+    if cfg.resume:
+        restore(run)
+    if run.is_main:
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        write_text_atomic(Path(cfg.out) / "config.json", json.dumps(run.record, indent=2) + "\n")
+    if run.iteration >= run.total:
+        if run.is_main:
+            print(f"{run.checkpoint_path} is already at iteration {run.iteration} of {run.total}; nothing to do")
+        return run.checkpoint_path
+
+    batches = iter(build_loader(run))
+    log = TrainingLog(run)
+    run.ddp_model.train()
+    try:
+        while run.iteration < run.total:
+            log.step(*train_one_step(run, batches))
+            if run.cfg.eval_every and run.val_set is not None and run.iteration % run.cfg.eval_every == 0 \
+                    and run.iteration < run.total:
+                validate(run, log)
+                run.ddp_model.train()
+            if run.iteration % run.cfg.checkpoint_every == 0 or run.iteration == run.total:
+                save_checkpoint(run)
+            if on_iteration is not None:
+                on_iteration(run.iteration)
+    finally:
+        log.close()
+    if run.val_set is not None:
+        validate(run, log)
+    barrier()
+    return run.checkpoint_path

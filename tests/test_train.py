@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from refinenet import data
+from refinenet import train as train_module
 from refinenet.checkpoint import CheckpointError, load_checkpoint
 from refinenet.cli import main
 from refinenet.recipe import RECIPES
@@ -19,6 +20,32 @@ def voc_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("voc")
     data.write_standin("voc2012", root, train=4, val=2, size=(48, 64), seed=0)
     return root
+
+
+class Killed(Exception):
+    """Stands for the process being killed."""
+
+
+def kill_after(iteration: int):
+    """An `on_iteration` hook that stops training after `iteration` as a kill would (after its checkpoint)."""
+
+    def hook(done: int) -> None:
+        if done == iteration:
+            raise Killed
+
+    return hook
+
+
+def nan_loss_at(monkeypatch, iteration: int) -> None:
+    """Make the training loss NaN at `iteration` (one micro-batch per step)."""
+    real, calls = train_module.segmentation_loss, []
+
+    def loss(*args, **kwargs):
+        calls.append(None)
+        value = real(*args, **kwargs)
+        return value * float("nan") if len(calls) == iteration else value
+
+    monkeypatch.setattr(train_module, "segmentation_loss", loss)
 
 
 def smoke(voc_root, out, **overrides) -> TrainConfig:
@@ -65,7 +92,8 @@ def test_training_lowers_the_loss_and_writes_logs(voc_root, tmp_path):
 def test_killed_and_resumed_run_ends_with_identical_weights(voc_root, tmp_path):
     options = dict(iterations=6, checkpoint_every=3)
     straight = load_checkpoint(train(smoke(voc_root, tmp_path / "a", **options)))
-    train(smoke(voc_root, tmp_path / "b", stop_after=3, **options))  # "killed" after iteration 3
+    with pytest.raises(Killed):
+        train(smoke(voc_root, tmp_path / "b", **options), on_iteration=kill_after(3))
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["iteration"] == 3
     resumed = load_checkpoint(train(smoke(voc_root, tmp_path / "b", resume=True, **options)))
     assert resumed["iteration"] == straight["iteration"] == 6
@@ -75,18 +103,20 @@ def test_killed_and_resumed_run_ends_with_identical_weights(voc_root, tmp_path):
         assert torch.equal(state["momentum_buffer"], resumed["optimizer"]["state"][key]["momentum_buffer"])
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(voc_root, tmp_path):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(voc_root, tmp_path, monkeypatch):
+    nan_loss_at(monkeypatch, 3)
     with pytest.raises(NonFiniteLossError, match="iteration 3"):
-        train(smoke(voc_root, tmp_path / "run", iterations=6, checkpoint_every=2, debug_nan_at=3))
+        train(smoke(voc_root, tmp_path / "run", iterations=6, checkpoint_every=2))
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert ckpt["iteration"] == 2
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values() if t.is_floating_point())
 
 
-def test_cli_reports_non_finite_loss(voc_root, tmp_path, capsys):
+def test_cli_reports_non_finite_loss(voc_root, tmp_path, capsys, monkeypatch):
+    nan_loss_at(monkeypatch, 1)
     args = ["train", "--dataset", "voc2012", "--data-root", str(voc_root), "--out", str(tmp_path / "r"),
             "--profile", "smoke", "--backbone", "resnet50", "--crop-size", "32", "--iterations", "2",
-            "--workers", "0", "--no-progress", "--debug-nan-at", "1"]
+            "--workers", "0", "--no-progress"]
     assert main(args) == 1
     assert "loss is nan at iteration 1" in capsys.readouterr().err
 
