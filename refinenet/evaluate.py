@@ -99,6 +99,33 @@ class _Indexed(torch.utils.data.Dataset):
         return index, image, label
 
 
+def _shard_loader(dataset, mean, std, workers: int) -> torch.utils.data.DataLoader:
+    """(index, normalised image, label) of this process's share of `dataset`, one image at a time."""
+    rank, world = rank_and_world()
+    normalised = copy.copy(dataset)
+    normalised.transform = EvalTransform(mean, std)
+    shard = _Indexed(normalised, range(rank, len(dataset), world))  # no padding: no image counted twice
+    return torch.utils.data.DataLoader(shard, batch_size=1, num_workers=workers, shuffle=False)
+
+
+def _summed_scores(matrix: ConfusionMatrix, class_names, device: torch.device) -> dict | None:
+    """Scores of every process's confusion matrix summed (rank 0; None elsewhere)."""
+    n = matrix.num_classes
+    counts = matrix.mat if matrix.mat is not None else torch.zeros((n, n), dtype=torch.int64, device=device)
+    matrix.mat = all_reduce_sum(counts)
+    if rank_and_world()[0] != 0:
+        return None
+    scores = matrix.compute()
+    return {
+        "miou": scores["miou"],
+        "pixel_acc": scores["pixel_acc"],
+        "mean_acc": scores["mean_acc"],
+        "per_class_iou": dict(zip(class_names, scores["iou"])),
+        "per_class_acc": dict(zip(class_names, scores["class_acc"])),
+        "pixels": scores["pixels"],
+    }
+
+
 @torch.inference_mode()
 def evaluate_dataset(
     model: nn.Module,
@@ -122,27 +149,22 @@ def evaluate_dataset(
     """Score `dataset` (a SegmentationFiles without transform) and/or save its predictions.
 
     Returns the metrics dict on rank 0 (None elsewhere); for a split without labels, a dict
-    without scores. The model is left in eval mode.
+    without scores. The model's train / eval mode is restored afterwards.
     """
     was_training = model.training
     model.eval()
-    rank, world = rank_and_world()
-    dataset_eval = copy.copy(dataset)
-    dataset_eval.transform = EvalTransform(mean, std)
-    shard = _Indexed(dataset_eval, range(rank, len(dataset), world))  # no padding: no image counted twice
-    loader = torch.utils.data.DataLoader(shard, batch_size=1, num_workers=workers, shuffle=False)
-    labelled = dataset.has_labels
     matrix = ConfusionMatrix(dataset.info.num_classes, ignore_index=dataset.info.ignore_index)
     run_scales = [s * input_scale for s in scales]
-    for index, image, label in tqdm(loader, disable=not (progress and rank == 0), desc="evaluate", unit="img"):
-        image = image.to(device)
-        probs = image_probs(model, image, run_scales, flip, max_size, tile, tile_overlap)[0]
+    show = progress and rank_and_world()[0] == 0
+    for index, image, label in tqdm(_shard_loader(dataset, mean, std, workers), disable=not show, desc="evaluate",
+                                    unit="img"):
+        probs = image_probs(model, image.to(device), run_scales, flip, max_size, tile, tile_overlap)[0]
         if crf_params is not None:
             raw, _ = dataset.load(int(index))
             pred = torch.from_numpy(dense_crf(raw, probs, crf_params)).to(device)
         else:
             pred = probs.argmax(0)
-        if labelled:
+        if dataset.has_labels:
             matrix.update(pred, label[0].to(device))
         if save_dir is not None:
             save_prediction(pred.cpu().numpy(), dataset.pairs[int(index)][0], Path(save_dir), fmt,
@@ -164,24 +186,10 @@ def evaluate_dataset(
         "predictions": None if save_dir is None else str(save_dir),
         "format": fmt if save_dir is not None else None,
     }
-    if not labelled:
-        return result if rank == 0 else None
-    mat = matrix.mat if matrix.mat is not None else torch.zeros((matrix.num_classes,) * 2, dtype=torch.int64,
-                                                                   device=device)
-    matrix.mat = all_reduce_sum(mat)  # every process's confusion matrix, summed
-    if rank != 0:
-        return None
-    scores = matrix.compute()
-    names = dataset.info.class_names
-    result.update({
-        "miou": scores["miou"],
-        "pixel_acc": scores["pixel_acc"],
-        "mean_acc": scores["mean_acc"],
-        "per_class_iou": dict(zip(names, scores["iou"])),
-        "per_class_acc": dict(zip(names, scores["class_acc"])),
-        "pixels": scores["pixels"],
-    })
-    return result
+    if not dataset.has_labels:
+        return result if rank_and_world()[0] == 0 else None
+    scores = _summed_scores(matrix, dataset.info.class_names, device)
+    return None if scores is None else {**result, **scores}
 
 
 def json_safe(value):

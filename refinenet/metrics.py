@@ -45,10 +45,6 @@ class ConfusionMatrix:
             )
         self.mat += torch.bincount(target * n + pred, minlength=n * n).reshape(n, n)
 
-    def merge(self, other: torch.Tensor) -> None:
-        """Add a matrix counted elsewhere (e.g. all-reduced across processes)."""
-        self.mat = other.clone() if self.mat is None else self.mat + other.to(self.mat.device)
-
     def compute(self) -> dict:
         n = self.num_classes
         mat = (self.mat if self.mat is not None else torch.zeros((n, n), dtype=torch.int64)).double()
