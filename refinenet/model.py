@@ -37,6 +37,8 @@ from torch.utils.checkpoint import checkpoint
 # ResNet block m (1..4, Sec. 3.1) -> output channels of torchvision's Bottleneck ResNets.
 RESNET_CHANNELS = {1: 256, 2: 512, 3: 1024, 4: 2048}
 BACKBONES = ("resnet50", "resnet101", "resnet152")
+BLOCK_LAYOUTS = ("released", "paper")  # see the module docstring
+POOL_ORDERS = ("pool_conv", "conv_pool")  # Fig. 3(d) and the checkpoints; the released training code's variant
 
 # Cascade variants of Table 9: which ResNet blocks each RefineNet block reads, coarsest first.
 CASCADES: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -111,8 +113,8 @@ class ChainedResidualPooling(nn.Module):
 
     def __init__(self, channels: int, blocks: int, order: str = "pool_conv"):
         super().__init__()
-        if order not in ("pool_conv", "conv_pool"):
-            raise ValueError(f"pool_order must be 'pool_conv' or 'conv_pool', got {order!r}")
+        if order not in POOL_ORDERS:
+            raise ValueError(f"pool_order must be one of {POOL_ORDERS}, got {order!r}")
         self.order = order
         self.pool = nn.MaxPool2d(kernel_size=5, stride=1, padding=2)
         self.convs = nn.ModuleList(conv3x3(channels, channels, bias=False) for _ in range(blocks))
@@ -201,8 +203,8 @@ class RefineNetConfig:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {self.variant!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        if self.block_layout not in ("released", "paper"):
-            raise ValueError(f"block_layout must be 'released' or 'paper', got {self.block_layout!r}")
+        if self.block_layout not in BLOCK_LAYOUTS:
+            raise ValueError(f"block_layout must be one of {BLOCK_LAYOUTS}, got {self.block_layout!r}")
         if self.pooling_blocks < 0 or self.num_classes < 1:
             raise ValueError("pooling_blocks must be >= 0 and num_classes >= 1")
 
