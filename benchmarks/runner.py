@@ -23,11 +23,12 @@ from benchmarks.paper_tables import load_paper_table
 from benchmarks.tables import TABLES, TEST_SERVER, TRAIN_SPLIT, Row, Table
 from refinenet import data
 from refinenet.atomic import write_text_atomic
+from refinenet.config import EvalConfig, TrainConfig, resolve
 from refinenet.data.common import is_standin
-from refinenet.evaluate import EvalConfig, evaluate, json_safe
+from refinenet.evaluate import evaluate, json_safe
 from refinenet.inference import PAPER_SCALES
 from refinenet.recipe import default_pooling_blocks
-from refinenet.train import TrainConfig, resolve, train
+from refinenet.train import train
 from refinenet.utils import code_version, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,37 +26,14 @@ from tqdm import tqdm
 from refinenet import data
 from refinenet.atomic import save_png, write_text_atomic
 from refinenet.checkpoint import CheckpointError, load_model
+from refinenet.config import EvalConfig, check_eval_config
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 from refinenet.fastpath import EAGER_FP32, apply_fast_path, autocast, default_fast_path
 from refinenet.inference import TILE_OVERLAP, CRFParams, dense_crf, image_probs
 from refinenet.metrics import ConfusionMatrix
 from refinenet.utils import all_reduce_sum, init_distributed, rank_and_world
 
-FORMATS = ("palette", "voc-test-server", "cityscapes-test-server")
 VOC_TEST_DIR = "results/VOC2012/Segmentation/comp6_test_cls"  # the VOC evaluation server's layout
-
-
-@dataclass
-class EvalConfig:
-    checkpoint: str | Path  # ours (refinenet train) or a released .pth.tar
-    dataset: str
-    data_root: str | Path
-    split: str = "val"
-    out: str | Path | None = None  # metrics.json and per_class.csv go here
-    scales: Sequence[float] = (1.0,)
-    flip: bool = False
-    crf: bool = False
-    crf_params: CRFParams = field(default_factory=CRFParams)
-    save_predictions: str | Path | None = None
-    format: str = "palette"
-    max_size: int | None = None
-    tile: int | None = None
-    tile_overlap: float = TILE_OVERLAP
-    input_scale: float | None = None  # None: the value the checkpoint was trained with (else 1.0)
-    device: str = "auto"
-    workers: int = 2
-    progress: bool = True
-    fast_path: bool = True  # the device's fastest correct setting (refinenet/fastpath.py); False = eager fp32
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,27 +193,6 @@ def write_metrics(result: dict, out: Path) -> None:
         iou, acc = result["per_class_iou"][name], result["per_class_acc"][name]
         writer.writerow([i, name, "" if math.isnan(iou) else f"{iou:.6f}", "" if math.isnan(acc) else f"{acc:.6f}"])
     write_text_atomic(out / "per_class.csv", rows.getvalue())
-
-
-def check_eval_config(cfg: EvalConfig) -> None:
-    if cfg.dataset not in data.DATASET_NAMES:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid names: {', '.join(data.DATASET_NAMES)}")
-    if not Path(cfg.checkpoint).is_file():
-        raise CheckpointError(f"checkpoint {cfg.checkpoint} does not exist")
-    if cfg.format not in FORMATS:
-        raise ValueError(f"--format must be one of {FORMATS}, got {cfg.format!r}")
-    if cfg.format == "voc-test-server" and cfg.dataset != "voc2012":
-        raise ValueError("--format voc-test-server is for --dataset voc2012")
-    if cfg.format == "cityscapes-test-server" and cfg.dataset != "cityscapes":
-        raise ValueError("--format cityscapes-test-server is for --dataset cityscapes")
-    if not cfg.scales or any(s <= 0 for s in cfg.scales):
-        raise ValueError(f"--scales must be positive numbers, got {list(cfg.scales)}")
-    if cfg.max_size is not None and cfg.max_size < 32:
-        raise ValueError(f"--max-size must be at least 32, got {cfg.max_size}")
-    if cfg.tile is not None and cfg.tile < 32:
-        raise ValueError(f"--tile must be at least 32, got {cfg.tile}")
-    if not 0 <= cfg.tile_overlap < 1:
-        raise ValueError(f"--tile-overlap must be in [0, 1), got {cfg.tile_overlap}")
 
 
 def evaluate(cfg: EvalConfig) -> dict:

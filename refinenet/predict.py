@@ -7,8 +7,6 @@ the class colours blended in). The palette comes from the dataset stored in our 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +16,10 @@ from PIL import Image
 from refinenet import data
 from refinenet.atomic import save_png
 from refinenet.checkpoint import CheckpointError, load_model
+from refinenet.config import PredictConfig, check_predict_config
 from refinenet.data.transforms import EvalTransform
 from refinenet.inference import image_probs
 from refinenet.utils import resolve_device
-
-
-@dataclass
-class PredictConfig:
-    images: Sequence[str | Path]
-    checkpoint: str | Path
-    out: str | Path
-    scales: Sequence[float] = (1.0,)
-    flip: bool = False
-    dataset: str | None = None  # palette / class names; default: the checkpoint's dataset
-    max_size: int | None = None
-    tile: int | None = None
-    overlay_alpha: float = 0.5
-    device: str = "auto"
 
 
 def _palette(meta: dict, dataset: str | None, num_classes: int):
@@ -53,15 +38,7 @@ def _palette(meta: dict, dataset: str | None, num_classes: int):
 @torch.inference_mode()
 def predict(cfg: PredictConfig) -> list[Path]:
     """Writes the label map and overlay of every image; returns the written paths."""
-    if not cfg.images:
-        raise ValueError("no images given")
-    missing = [str(p) for p in cfg.images if not Path(p).is_file()]
-    if missing:
-        raise FileNotFoundError(f"image(s) not found: {', '.join(missing)}")
-    if cfg.dataset is not None and cfg.dataset not in data.DATASET_NAMES:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid names: {', '.join(data.DATASET_NAMES)}")
-    if not Path(cfg.checkpoint).is_file():
-        raise CheckpointError(f"checkpoint {cfg.checkpoint} does not exist")
+    check_predict_config(cfg)
     device = resolve_device(cfg.device)
     model, meta = load_model(cfg.checkpoint, map_location=device)
     palette = _palette(meta, cfg.dataset, model.config.num_classes)

@@ -28,13 +28,13 @@ from refinenet import checkpoint as ckpt_io
 from refinenet import data
 from refinenet.atomic import torch_save_atomic, write_text_atomic
 from refinenet.checkpoint import CHECKPOINT_NAME, CheckpointError
+from refinenet.config import TrainConfig, resolve
 from refinenet.data.common import SegmentationFiles
 from refinenet.data.sampling import ResumableSampler, SeededAugmentation
 from refinenet.data.transforms import TrainTransform
 from refinenet.evaluate import evaluate_dataset, write_metrics
 from refinenet.fastpath import (
     AMP_DTYPES,
-    AMP_MODES,
     FastPath,
     amp_mode,
     apply_fast_path,
@@ -43,105 +43,12 @@ from refinenet.fastpath import (
     prepare_input,
 )
 from refinenet.model import RefineNet, build_refinenet
-from refinenet.recipe import LR_SCHEDULES, default_pooling_blocks, get_recipe
+from refinenet.recipe import get_recipe
 from refinenet.utils import all_gather_object, all_reduce_mean, barrier, init_distributed
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped and the last good checkpoint was kept."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything one training run needs. `None` = take the value from the profile's recipe."""
-
-    dataset: str
-    data_root: str | Path
-    out: str | Path
-    split: str = "train"
-    val_split: str | None = None  # evaluated (single scale) at the end and every `eval_every` iterations
-    profile: str = "paper"
-    # model knobs (refinenet.model.RefineNetConfig)
-    backbone: str = "resnet101"
-    variant: str = "4-cascaded"
-    pooling_blocks: int | None = None  # None: 4 for VOC / Person-Part, else 2 (paper Sec. 3.2, 4.1, 4.2)
-    block_layout: str = "released"
-    pool_order: str = "pool_conv"
-    backbone_weights: str | None = None  # torchvision enum name, a .pth path, or "none"
-    # recipe overrides
-    crop_size: int | None = None
-    batch_size: int | None = None
-    iterations: int | None = None
-    epochs: float | None = None  # alternative to iterations: passes over the training split
-    lr: float | None = None
-    backbone_lr_mult: float | None = None
-    momentum: float | None = None
-    weight_decay: float | None = None
-    lr_schedule: str | None = None
-    lr_drop_at: float | None = None
-    input_scale: float | None = None
-    freeze_batchnorm: bool | None = None
-    amp: str | None = None
-    checkpoint_every: int | None = None
-    log_every: int | None = None
-    eval_every: int | None = None
-    # machinery
-    channels_last: bool = False
-    fast_path: bool = True  # the device's fastest correct setting (refinenet/fastpath.py); False = as given
-    grad_accum: int = 1
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 2
-    resume: bool = False
-    progress: bool = True
-
-
-def resolve(cfg: TrainConfig) -> TrainConfig:
-    """Fill every `None` from the recipe and check the values; raises ValueError with a clear message."""
-    recipe = get_recipe(cfg.profile)
-    if cfg.dataset not in data.DATASET_NAMES:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid names: {', '.join(data.DATASET_NAMES)}")
-    defaults = {
-        "pooling_blocks": default_pooling_blocks(cfg.dataset),
-        "backbone_weights": recipe.backbone_weights,
-        "crop_size": recipe.crop_size_for(cfg.dataset),
-        "batch_size": recipe.batch_size,
-        "lr": recipe.lr,
-        "backbone_lr_mult": recipe.backbone_lr_mult,
-        "momentum": recipe.momentum,
-        "weight_decay": recipe.weight_decay,
-        "lr_schedule": recipe.lr_schedule,
-        "lr_drop_at": recipe.lr_drop_at,
-        "input_scale": recipe.input_scale,
-        "freeze_batchnorm": recipe.freeze_batchnorm,
-        "amp": recipe.amp,
-        "checkpoint_every": recipe.checkpoint_every,
-        "log_every": recipe.log_every,
-        "eval_every": recipe.eval_every,
-    }
-    filled = {k: v for k, v in defaults.items() if getattr(cfg, k) is None}
-    if cfg.iterations is None and cfg.epochs is None:
-        filled["iterations"] = recipe.iterations
-    cfg = replace(cfg, **filled)
-    checks = [
-        (cfg.crop_size > 0, f"crop size must be positive, got {cfg.crop_size}"),
-        (cfg.batch_size > 0, f"batch size must be positive, got {cfg.batch_size}"),
-        (cfg.grad_accum > 0, f"--grad-accum must be positive, got {cfg.grad_accum}"),
-        (cfg.iterations is None or cfg.iterations > 0, f"iterations must be positive, got {cfg.iterations}"),
-        (cfg.epochs is None or cfg.epochs > 0, f"epochs must be positive, got {cfg.epochs}"),
-        (cfg.iterations is None or cfg.epochs is None, "give --iterations or --epochs, not both"),
-        (cfg.lr > 0, f"learning rate must be positive, got {cfg.lr}"),
-        (cfg.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {LR_SCHEDULES}, got {cfg.lr_schedule!r}"),
-        (0 < cfg.lr_drop_at <= 1, f"lr_drop_at must be in (0, 1], got {cfg.lr_drop_at}"),
-        (cfg.amp in AMP_MODES, f"--amp must be one of {AMP_MODES}, got {cfg.amp!r}"),
-        (cfg.input_scale > 0, f"input_scale must be positive, got {cfg.input_scale}"),
-        (cfg.checkpoint_every > 0 and cfg.log_every > 0, "--checkpoint-every and --log-every must be positive"),
-        (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(message)
-    return cfg
 
 
 # ---------------------------------------------------------------------------------------------

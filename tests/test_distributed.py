@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from refinenet import data
-from refinenet.evaluate import EvalConfig, evaluate
+from refinenet.config import EvalConfig
+from refinenet.evaluate import evaluate
 
 
 def _torchrun(*args, cwd):

@@ -12,11 +12,12 @@ from PIL import Image
 
 from refinenet import data
 from refinenet.cli import main
+from refinenet.config import EvalConfig, TrainConfig
 from refinenet.data.cityscapes import TRAINID_TO_LABELID
-from refinenet.evaluate import EvalConfig, evaluate
+from refinenet.evaluate import evaluate
 from refinenet.model import build_refinenet
 from refinenet.released import to_released_state_dict
-from refinenet.train import TrainConfig, train
+from refinenet.train import train
 
 
 def _trained(root, dataset, out):

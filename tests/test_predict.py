@@ -7,7 +7,8 @@ from PIL import Image
 
 from refinenet import data
 from refinenet.cli import main
-from refinenet.train import TrainConfig, train
+from refinenet.config import TrainConfig
+from refinenet.train import train
 
 
 def test_predict_writes_label_maps_and_overlays(tmp_path, capsys):

@@ -11,8 +11,9 @@ from refinenet import data
 from refinenet import train as train_module
 from refinenet.checkpoint import CheckpointError, load_checkpoint
 from refinenet.cli import main
+from refinenet.config import TrainConfig, resolve
 from refinenet.recipe import RECIPES
-from refinenet.train import NonFiniteLossError, TrainConfig, lr_factor, resolve, train
+from refinenet.train import NonFiniteLossError, lr_factor, train
 
 
 @pytest.fixture(scope="module")
