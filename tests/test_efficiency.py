@@ -12,7 +12,7 @@ from refinenet.fastpath import EAGER_FP32, FastPath, apply_fast_path, autocast, 
 from refinenet.model import build_refinenet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import efficiency  # noqa: E402
+from benchmarks import efficiency, efficiency_measure  # noqa: E402
 from benchmarks.memory import SavedActivations  # noqa: E402
 
 
@@ -44,15 +44,15 @@ def test_saved_activation_counter_works_on_meta():
 @pytest.mark.parametrize("name, stride", [("Dilated-ResNet-101-OS8", 8), ("Dilated-ResNet-101-OS4", 4),
                                           ("FCN-32s-ResNet-101", 32), ("RefineNet-101", 4)])
 def test_baselines_have_the_output_stride_of_fig_2(name, stride):
-    counts = efficiency.analyse(name, 128)
+    counts = efficiency_measure.analyse(name, 128)
     assert (counts["output_height"], counts["output_width"]) == (128 // stride, 128 // stride)
     assert counts["gflops_forward"] > 0 and counts["gflops_train_step"] > 2 * counts["gflops_forward"] * 0.9
 
 
 def test_dilated_network_keeps_more_activations_than_refinenet():
     # The paper's claim (Sec. 2, Fig. 2), in counted bytes: true at output stride 4.
-    refinenet = efficiency.analyse("RefineNet-101", 256)["train_saved_activation_bytes"]
-    dilated4 = efficiency.analyse("Dilated-ResNet-101-OS4", 256)["train_saved_activation_bytes"]
+    refinenet = efficiency_measure.analyse("RefineNet-101", 256)["train_saved_activation_bytes"]
+    dilated4 = efficiency_measure.analyse("Dilated-ResNet-101-OS4", 256)["train_saved_activation_bytes"]
     assert dilated4 > refinenet
 
 
