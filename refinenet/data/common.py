@@ -61,6 +61,13 @@ def require_path(path: Path, info: DatasetInfo, what: str = "") -> Path:
     return path
 
 
+def require_voc_devkit(root: Path, year_dir: Path, info: DatasetInfo) -> tuple[Path, Path]:
+    """(the devkit's year folder, its JPEGImages) under a dataset root in the VOC devkit layout, each checked."""
+    require_path(root, info, "dataset root")
+    voc = require_path(root / year_dir, info, f"{Path(year_dir).name} folder")
+    return voc, require_path(voc / "JPEGImages", info, "images")
+
+
 def read_split_list(path: Path, info: DatasetInfo) -> list[str]:
     """Ids listed one per line (blank lines skipped); an empty list is an error, never silently used."""
     require_path(path, info, "split list")

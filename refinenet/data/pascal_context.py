@@ -34,6 +34,7 @@ from refinenet.data.common import (
     listed_files,
     read_split_list,
     require_path,
+    require_voc_devkit,
     resolve_split,
     voc_colormap,
     write_standin_marker,
@@ -123,9 +124,7 @@ def dataset(root: Path, split: str, transform=None) -> SegmentationFiles:
     """The PASCAL-Context `split` under `root` (the folder holding `VOCdevkit/`), 60 classes."""
     root = Path(root)
     split = resolve_split(split, INFO)
-    require_path(root, INFO, "dataset root")
-    voc = require_path(root / VOC_SUBDIR, INFO, "VOC2010 folder")
-    images = require_path(voc / "JPEGImages", INFO, "images")
+    voc, images = require_voc_devkit(root, VOC_SUBDIR, INFO)
     if (voc / LABEL_DIR).is_dir():
         labels, lut = voc / LABEL_DIR, identity_lut(INFO.num_classes)
     elif (voc / MMSEG_LABEL_DIR).is_dir():

@@ -37,6 +37,7 @@ from refinenet.data.common import (
     read_label,
     read_split_list,
     require_path,
+    require_voc_devkit,
     resolve_split,
     voc_colormap,
     write_standin_marker,
@@ -98,9 +99,7 @@ def dataset(root: Path, split: str, transform=None) -> SegmentationFiles:
     """The VOC 2012 `split` under `root` (the folder holding `VOCdevkit/`)."""
     root = Path(root)
     split = resolve_split(split, INFO)
-    require_path(root, INFO, "dataset root")
-    voc = require_path(root / VOC_SUBDIR, INFO, "VOC2012 folder")
-    images = require_path(voc / "JPEGImages", INFO, "images")
+    voc, images = require_voc_devkit(root, VOC_SUBDIR, INFO)
     if split == "train_aug":
         ids = _train_aug_ids(voc)
         labels = voc / "SegmentationClassAug"
