@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from refinenet.model import RefineNet, RefineNetConfig
+from refinenet.released import load_released
 
 FORMAT = "refinenet-checkpoint-v1"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -70,9 +72,6 @@ def load_model(path: str | Path, map_location="cpu"):
     normalisation and `input_scale` (the training run's values; ImageNet statistics and 1.0 for
     released checkpoints).
     """
-    from refinenet.model import RefineNet, RefineNetConfig
-    from refinenet.released import load_released
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")

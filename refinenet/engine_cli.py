@@ -11,22 +11,22 @@ import argparse
 import sys
 from pathlib import Path
 
+from refinenet.checkpoint import CheckpointError
 from refinenet.cli_options import add_options, from_args
 from refinenet.config import EvalConfig, PredictConfig, TrainConfig
+from refinenet.data.common import DatasetLayoutError, LabelValueError
+from refinenet.evaluate import evaluate, format_result
+from refinenet.predict import predict
+from refinenet.train import NonFiniteLossError, train
 
-
-def _user_errors():
-    """The exceptions that mean a bad argument or input, reported without a traceback."""
-    from refinenet.checkpoint import CheckpointError
-    from refinenet.data.common import DatasetLayoutError, LabelValueError
-
-    return (CheckpointError, DatasetLayoutError, LabelValueError, FileNotFoundError, ValueError)
+# The exceptions that mean a bad argument or input, reported without a traceback.
+USER_ERRORS = (CheckpointError, DatasetLayoutError, LabelValueError, FileNotFoundError, ValueError)
 
 
 def _run(function, *args) -> int:
     try:
         function(*args)
-    except _user_errors() as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -36,8 +36,6 @@ def _run(function, *args) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from refinenet.train import NonFiniteLossError, train
-
     def run(config):
         path = train(config)
         print(f"checkpoint: {path}")
@@ -50,8 +48,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from refinenet.evaluate import evaluate, format_result
-
     def run(config):
         result = evaluate(config)
         if result:
@@ -63,8 +59,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from refinenet.predict import predict
-
     def run(config):
         written = predict(config)
         print(f"wrote {len(written)} files to {config.out}")

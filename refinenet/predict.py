@@ -17,6 +17,7 @@ from refinenet import data
 from refinenet.atomic import save_png
 from refinenet.checkpoint import CheckpointError, load_model
 from refinenet.config import PredictConfig, check_predict_config
+from refinenet.data.common import voc_colormap
 from refinenet.data.transforms import EvalTransform
 from refinenet.inference import image_probs
 from refinenet.utils import resolve_device
@@ -30,9 +31,7 @@ def _palette(meta: dict, dataset: str | None, num_classes: int):
         return info.palette
     if meta.get("palette"):
         return [tuple(c) for c in meta["palette"]]
-    from refinenet.data.voc2012 import voc_colormap  # a generic, distinct colour per class id
-
-    return voc_colormap(num_classes)
+    return voc_colormap(num_classes)  # a generic, distinct colour per class id
 
 
 @torch.inference_mode()
