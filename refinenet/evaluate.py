@@ -1,4 +1,4 @@
-"""Evaluation: `evaluate(EvalConfig) -> dict` and the `refinenet evaluate` command.
+"""Evaluation: `evaluate(EvalConfig) -> dict`, which `refinenet evaluate` runs.
 
 Scores as in the paper (Sec. 4): IoU per class, mean IoU, pixel accuracy and mean accuracy from one
 confusion matrix over the split (void = 255 left out, official-recipe.md). Multi-scale testing

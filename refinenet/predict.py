@@ -1,4 +1,4 @@
-"""Prediction on image files: `predict(PredictConfig) -> list[Path]` and `refinenet predict`.
+"""Prediction on image files: `predict(PredictConfig) -> list[Path]`, which `refinenet predict` runs.
 
 Per image, `<stem>_labels.png` (palette PNG of class ids) and `<stem>_overlay.png` (the image with
 the class colours blended in). The palette comes from the dataset stored in our checkpoints, or

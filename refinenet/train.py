@@ -1,4 +1,4 @@
-"""Training: `train(TrainConfig) -> Path` (the final checkpoint) and the `refinenet train` command.
+"""Training: `train(TrainConfig) -> Path` (the final checkpoint), which `refinenet train` runs.
 
 Shape after torchvision's references/segmentation/train.py: `build` makes data, model, optimizer,
 schedule and grad scaler; `restore` continues a run from its checkpoint; `train_one_step` is one
