@@ -50,14 +50,6 @@ def amp_mode(dtype: torch.dtype | None) -> str:
     return next(mode for mode, amp_dtype in AMP_DTYPES.items() if amp_dtype == dtype)
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively here (AVX512-BF16 / AMX): where bf16 autocast can pay off on a CPU."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def default_fast_path(device: torch.device | str) -> FastPath:
     device = torch.device(device)
     if device.type == "cuda":
