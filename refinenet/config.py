@@ -17,7 +17,7 @@ from refinenet.checkpoint import CheckpointError
 from refinenet.cli_options import option, positive_float, positive_int
 from refinenet.fastpath import AMP_MODES
 from refinenet.inference import TILE_OVERLAP, CRFParams
-from refinenet.model import BACKBONES, BLOCK_LAYOUTS, POOL_ORDERS, VARIANTS
+from refinenet.model import BACKBONES, BLOCK_LAYOUTS, POOL_ORDERS, VARIANTS, RefineNetConfig
 from refinenet.recipe import LR_SCHEDULES, RECIPES, default_pooling_blocks, get_recipe
 
 # How `evaluate` writes predictions: palette PNGs, or the VOC / Cityscapes test servers' layouts.
@@ -79,13 +79,13 @@ class TrainConfig:
     val_split: str | None = option(None, "evaluate on this split (single scale) at the end and every --eval-every")
     profile: str = option("paper", "paper (real data, GPU), standin (CPU-sized), smoke (seconds); default paper",
                           choices=tuple(RECIPES))
-    # model knobs (refinenet.model.RefineNetConfig)
-    backbone: str = option("resnet101", choices=BACKBONES)
-    variant: str = option("4-cascaded", choices=tuple(sorted(VARIANTS)))
+    # model knobs, defaults from refinenet.model.RefineNetConfig
+    backbone: str = option(RefineNetConfig.backbone, choices=BACKBONES)
+    variant: str = option(RefineNetConfig.variant, choices=tuple(sorted(VARIANTS)))
     pooling_blocks: int | None = option(None, "chained residual pooling blocks (default: 4 for voc2012/person_part, "
                                         "else 2; paper Sec. 3.2, 4.1, 4.2)")
-    block_layout: str = option("released", choices=BLOCK_LAYOUTS)
-    pool_order: str = option("pool_conv", choices=POOL_ORDERS)
+    block_layout: str = option(RefineNetConfig.block_layout, choices=BLOCK_LAYOUTS)
+    pool_order: str = option(RefineNetConfig.pool_order, choices=POOL_ORDERS)
     backbone_weights: str | None = option(None, "IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT, a .pth path, or none "
                                           "(default: the profile's)")
     # recipe overrides
