@@ -23,6 +23,7 @@ from benchmarks.paper_tables import load_paper_table
 from benchmarks.tables import TABLES, TEST_SERVER, TRAIN_SPLIT, Row, Table
 from refinenet import data
 from refinenet.atomic import write_text_atomic
+from refinenet.cli_options import option
 from refinenet.config import EvalConfig, TrainConfig, resolve
 from refinenet.data.common import is_standin
 from refinenet.evaluate import evaluate, json_safe
@@ -61,16 +62,19 @@ PROFILES = {
 
 @dataclass
 class RunOptions:
-    profile: str = "standin"
-    data_root: str | None = None  # paper profile: DIR holding one folder per dataset, or "name=DIR,name=DIR"
-    results: Path = REPO / "results"
-    cache: Path = REPO / ".cache"
-    device: str = "auto"
-    workers: int = 0
-    fresh: bool = False
-    iterations: int | None = None  # override the recipe's iterations (e.g. quick looks at real data)
-    seed: int = 0
-    progress: bool = True
+    """How tables are run; every field is an option of `python -m benchmarks.reproduce`."""
+
+    profile: str = option("standin", choices=tuple(sorted(PROFILES)))
+    data_root: str | None = option(None, "paper profile: DIR with one folder per dataset (DIR/voc2012, ...) or "
+                                   "name=PATH[,name=PATH]")
+    results: Path = option(REPO / "results", "where table<N>.* and runs/ go")
+    cache: Path = option(REPO / ".cache", "where stand-in data is generated")
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
+    workers: int = option(0, "data-loader workers")
+    fresh: bool = option(False, "discard cached models and evaluations of these tables")
+    iterations: int | None = option(None, "override the profile's training iterations (e.g. quick looks at real data)")
+    seed: int = option(0)
+    progress: bool = option(True, "no progress bars")
 
 
 def device_name(device: str) -> str:
