@@ -4,9 +4,9 @@ A field declared with `option(default, help, **argparse_keywords)` becomes `--fi
 its annotation: `int | None` takes an int, `str | Path` a Path, `Sequence[float]` one or more floats.
 Booleans are switches: `--name` when the default is False, `--no-name` when it is True (its help
 describes that switch), and both `--name / --no-name` when the default is None (decided elsewhere,
-e.g. by the recipe). A field
-without a default is a required option (or, with `positional=True`, a positional argument); a field
-holding a dataclass contributes that dataclass's fields, prefixed (`prefix="crf"` gives `--crf-iterations`).
+e.g. by the recipe). A field without a default is a required option (or, with `positional=True`, a
+positional argument); a field holding a dataclass contributes that dataclass's fields, prefixed
+(`prefix="crf"` gives `--crf-iterations`). `from_args` builds the dataclass back from the parsed options.
 """
 
 from __future__ import annotations
