@@ -14,7 +14,8 @@ released behaviour is the default, because it is what the authors trained and pu
   VOC and Person-Part use 4 (Sec. 4.1, 4.2) and so do the released checkpoints; 0 ablates
   chained residual pooling (Table 2).
 * `dropout=0.5` on the outputs of ResNet block-3 and block-4 and before the classifier: not in
-  the paper, present in the released model definition.
+  the paper, present in the released model definition. Its mask does not depend on the memory
+  format (`LayoutIndependentDropout`), so NCHW and channels_last runs drop the same units.
 
 Cascade variants (Sec. 4.3, Table 9) follow the released code's `path_group_ids`: ResNet outputs
 are grouped into RefineNet blocks, coarsest group first; every block after the first also takes
@@ -59,6 +60,25 @@ VARIANTS: dict[str, tuple[str, tuple[float, ...]]] = {
 
 def conv3x3(in_channels: int, out_channels: int, bias: bool) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias)
+
+
+class LayoutIndependentDropout(nn.Dropout):
+    """nn.Dropout whose mask is drawn in NCHW order whatever the input's memory format.
+
+    nn.Dropout fills its Bernoulli mask in memory order, so under one seed a channels_last tensor
+    loses other units than its NCHW copy, and the two layouts train differently. Here the mask is
+    drawn NCHW-contiguous and then laid out like the input: on the CPU the numbers are bit-identical
+    to nn.Dropout's on an NCHW tensor, whatever the input's layout.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return x * 0.0
+        keep = 1.0 - self.p
+        mask = torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * torch.empty_like(x).copy_(mask).div_(keep)
 
 
 class ResidualConvUnit(nn.Module):
@@ -229,7 +249,7 @@ class RefineNet(nn.Module):
         self.config = config
         scales = config.input_scales
         self.backbones = nn.ModuleList(ResNetBackbone(config.backbone) for _ in scales)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = LayoutIndependentDropout(config.dropout)
 
         # Flat list of ResNet paths in block order: (block index, scale index, ResNet block m).
         self.paths: list[tuple[int, int, int]] = [
