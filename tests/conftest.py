@@ -1,6 +1,11 @@
+import os
 from pathlib import Path
 
 import pytest
+
+# CPU runs keep NCHW without timing the layouts (refinenet/cpu_layout.py): the tests' numbers do not
+# depend on the machine, and no test writes the user's cache. tests/test_fastpath.py unsets it.
+os.environ["REFINENET_CPU_LAYOUT"] = "nchw"
 
 # `../shared` beside the repository (the developers' machines and CI have it).
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -4,11 +4,98 @@ what runs record, and dropout that does not depend on the memory format."""
 from __future__ import annotations
 
 import copy
+import json
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from refinenet import cpu_layout
 from refinenet.model import LayoutIndependentDropout, build_refinenet
+
+
+@pytest.fixture
+def layout_cache(tmp_path, monkeypatch):
+    """An empty cache in tmp_path, no forced layout, no decisions remembered from other tests."""
+    monkeypatch.setenv(cpu_layout.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(cpu_layout.LAYOUT_ENV, raising=False)
+    monkeypatch.setattr(cpu_layout, "_DECIDED", {})
+    return tmp_path / "cache" / "fastpath.json"
+
+
+class FakeTimer:
+    """Seconds per step for each layout; counts how often it was asked."""
+
+    def __init__(self, nchw: float, channels_last: float, other_cores: float = 0.0):
+        self.nchw, self.channels_last, self.other_cores, self.calls = nchw, channels_last, other_cores, []
+
+    def __call__(self, step: str) -> dict:
+        self.calls.append(step)
+        return {"nchw": [self.nchw] * 3, "channels_last": [self.channels_last] * 3, "other_cores": self.other_cores}
+
+
+@pytest.mark.parametrize("channels_last_seconds, picked", [(0.80, True), (0.95, True), (0.97, False), (1.0, False),
+                                                          (1.3, False)])
+def test_channels_last_is_picked_only_when_faster_by_the_margin(layout_cache, channels_last_seconds, picked):
+    choice = cpu_layout.pick_cpu_layout(False, "train", timer=FakeTimer(1.0, channels_last_seconds), margin=0.05)
+    assert choice.channels_last is picked
+    assert "timed" in choice.reason and f"{1.0 / channels_last_seconds:.2f}x" in choice.reason
+
+
+def test_a_cached_decision_is_not_timed_again(layout_cache):
+    timer = FakeTimer(1.0, 0.5)
+    first = cpu_layout.pick_cpu_layout(False, "train", timer=timer)
+    cpu_layout._DECIDED.clear()  # a new process: only the file remembers
+    again = cpu_layout.pick_cpu_layout(False, "train", timer=timer)
+    assert first.channels_last and again.channels_last and timer.calls == ["train"]
+    assert "cached" in again.reason
+    entry = json.loads(layout_cache.read_text())[cpu_layout.cache_key(False, "train")]
+    assert entry["speedup"] == pytest.approx(2.0) and entry["seconds"]["nchw"] == [1.0] * 3
+    cpu_layout.pick_cpu_layout(False, "inference", timer=timer)  # another workload, another entry
+    assert timer.calls == ["train", "inference"]
+
+
+def test_cache_key_names_the_cpu_torch_threads_and_batchnorm(layout_cache, monkeypatch):
+    keys = {cpu_layout.cache_key(False, "train")}
+    monkeypatch.setattr(cpu_layout, "cpu_model", lambda: "Some Other CPU")
+    keys.add(cpu_layout.cache_key(False, "train"))
+    monkeypatch.setattr(torch, "__version__", "9.9.9")
+    keys.add(cpu_layout.cache_key(False, "train"))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 97)
+    keys.add(cpu_layout.cache_key(False, "train"))
+    keys.add(cpu_layout.cache_key(True, "train"))
+    keys.add(cpu_layout.cache_key(False, "inference"))
+    assert len(keys) == 6
+    assert {"Some Other CPU", "torch 9.9.9", "97 threads", "batch norm frozen"} <= set(
+        cpu_layout.cache_key(False, "train").split(" | "))
+    # another machine does not reuse this one's decision
+    timer = FakeTimer(1.0, 0.5)
+    cpu_layout.pick_cpu_layout(False, "train", timer=timer)
+    monkeypatch.setattr(cpu_layout, "cpu_model", lambda: "A Third CPU")
+    cpu_layout.pick_cpu_layout(False, "train", timer=timer)
+    assert len(timer.calls) == 2 and len(json.loads(layout_cache.read_text())) == 2
+
+
+def test_trainable_batchnorm_keeps_nchw_without_timing(layout_cache):
+    timer = FakeTimer(1.0, 0.1)
+    choice = cpu_layout.pick_cpu_layout(True, "train", timer=timer)
+    assert not choice.channels_last and timer.calls == [] and not layout_cache.exists()
+
+
+def test_a_busy_machine_keeps_nchw_and_caches_nothing(layout_cache):
+    timer = FakeTimer(1.0, 0.5, other_cores=1000.0)
+    choice = cpu_layout.pick_cpu_layout(False, "train", timer=timer)
+    assert not choice.channels_last and "busy" in choice.reason and not layout_cache.exists()
+    cpu_layout.pick_cpu_layout(False, "train", timer=timer)  # the same process does not time twice
+    assert timer.calls == ["train"]
+
+
+def test_a_damaged_cache_is_timed_again(layout_cache):
+    layout_cache.parent.mkdir(parents=True)
+    layout_cache.write_text("{not json")
+    timer = FakeTimer(1.0, 0.5)
+    assert cpu_layout.pick_cpu_layout(False, "train", timer=timer).channels_last
+    assert timer.calls == ["train"] and cpu_layout.cache_key(False, "train") in json.loads(layout_cache.read_text())
 
 
 def test_dropout_mask_does_not_depend_on_the_memory_format():
