@@ -46,7 +46,12 @@ def _workers():
 
 
 def _fast_path():
-    return option(True, "do not apply the device's default fast path (refinenet/fastpath.py: memory format, autocast)")
+    return option(True, "NCHW fp32, no device-specific fast path (refinenet/fastpath.py)")
+
+
+def _channels_last():
+    return option(None, "memory format; default: the device's choice (refinenet/fastpath.py: channels_last on "
+                  "CUDA; on a CPU picked by a short timing per machine, cached, NCHW while batch norm trains)")
 
 
 def _flip():
@@ -103,12 +108,13 @@ class TrainConfig:
     input_scale: float | None = option(None, "rescale the network input (released code: 1.2)")
     freeze_batchnorm: bool | None = option(None, "freeze the batch-norm statistics (released code); default: the "
                                            "profile's")
-    amp: str | None = option(None, "mixed precision (fp16 uses a GradScaler)", choices=AMP_MODES)
+    amp: str | None = option(None, "autocast to bf16 / fp16 (fp16 uses a GradScaler); default none = fp32, the "
+                             "paper's (on CUDA with TF32 convolutions, PyTorch's default)", choices=AMP_MODES)
     checkpoint_every: int | None = option(None)
     log_every: int | None = option(None)
     eval_every: int | None = option(None, "also evaluate on --val-split every N iterations")
     # machinery
-    channels_last: bool = option(False, "channels_last memory format")
+    channels_last: bool | None = _channels_last()
     fast_path: bool = _fast_path()
     grad_accum: int = option(1, "micro-batches per optimizer step")
     seed: int = option(0)
@@ -142,6 +148,8 @@ class EvalConfig:
     workers: int = _workers()
     progress: bool = option(True, "no progress bar")
     fast_path: bool = _fast_path()
+    channels_last: bool | None = _channels_last()
+    amp: str = option("none", "autocast the forward passes to bf16 / fp16; default none = fp32", choices=AMP_MODES)
     crf_params: CRFParams = option(default_factory=CRFParams, prefix="crf")
 
 
@@ -229,6 +237,8 @@ def check_eval_config(cfg: EvalConfig) -> None:
         raise ValueError(f"--max-size must be at least 32, got {cfg.max_size}")
     if cfg.tile is not None and cfg.tile < 32:
         raise ValueError(f"--tile must be at least 32, got {cfg.tile}")
+    if cfg.amp not in AMP_MODES:
+        raise ValueError(f"--amp must be one of {AMP_MODES}, got {cfg.amp!r}")
     if not 0 <= cfg.tile_overlap < 1:
         raise ValueError(f"--tile-overlap must be in [0, 1), got {cfg.tile_overlap}")
 

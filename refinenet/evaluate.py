@@ -15,7 +15,6 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +27,10 @@ from refinenet.atomic import save_png, write_text_atomic
 from refinenet.checkpoint import CheckpointError, load_model
 from refinenet.config import EvalConfig, check_eval_config
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
-from refinenet.fastpath import EAGER_FP32, apply_fast_path, autocast, default_fast_path
+from refinenet.fastpath import apply_fast_path, autocast, choose_fast_path, precision_name
 from refinenet.inference import TILE_OVERLAP, CRFParams, dense_crf, image_probs
 from refinenet.metrics import ConfusionMatrix
-from refinenet.utils import all_reduce_sum, init_distributed, rank_and_world
+from refinenet.utils import all_gather_object, all_reduce_sum, init_distributed, rank_and_world
 
 VOC_TEST_DIR = "results/VOC2012/Segmentation/comp6_test_cls"  # the VOC evaluation server's layout
 
@@ -214,7 +213,12 @@ def evaluate(cfg: EvalConfig) -> dict:
         if cfg.out is None:
             raise ValueError(f"split {cfg.split!r} has no labels: give --save-predictions DIR or --out DIR")
         save_dir = Path(cfg.out) / "predictions"
-    fast = replace(default_fast_path(device), compile=False) if cfg.fast_path else EAGER_FP32  # new shapes recompile
+    # the layout is decided on rank 0 (a CPU may time both once) and shared; never torch.compile (new shapes recompile)
+    choice = None
+    if rank == 0:
+        choice = choose_fast_path(device, step="inference", channels_last=cfg.channels_last, amp=cfg.amp,
+                                  enabled=cfg.fast_path)
+    fast, fast_label = all_gather_object(choice)[0]
     model = apply_fast_path(model, fast)
     with autocast(fast, device):
         result = evaluate_dataset(
@@ -227,6 +231,8 @@ def evaluate(cfg: EvalConfig) -> dict:
         return {}
     result["checkpoint"] = str(cfg.checkpoint)
     result["checkpoint_source"] = meta["source"]
+    result["precision"] = precision_name(fast.amp_dtype, device)
+    result["fast_path"] = fast_label
     if "miou" in result:
         if cfg.out is not None:
             write_metrics(result, Path(cfg.out))

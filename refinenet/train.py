@@ -36,10 +36,10 @@ from refinenet.evaluate import evaluate_dataset, write_metrics
 from refinenet.fastpath import (
     AMP_DTYPES,
     FastPath,
-    amp_mode,
     apply_fast_path,
     autocast,
-    default_fast_path,
+    choose_fast_path,
+    precision_name,
     prepare_input,
 )
 from refinenet.model import RefineNet, build_refinenet
@@ -109,6 +109,7 @@ class Run:
     world: int
     device: torch.device
     fast: FastPath
+    fast_label: str  # how the fast path was chosen (refinenet/fastpath.py), for config.json and the log
     train_set: SegmentationFiles
     val_set: SegmentationFiles | None
     model: RefineNet
@@ -142,6 +143,8 @@ class Run:
             "train_images": len(self.train_set),
             "world_size": self.world,
             "device": str(self.device),
+            "fast_path": self.fast_label,
+            "precision": precision_name(self.fast.amp_dtype, self.device),
             "recipe": get_recipe(self.cfg.profile).to_dict(),
             "model_config": self.model.config_dict(),
             "torch": torch.__version__,
@@ -159,14 +162,27 @@ def check_run_folder(cfg: TrainConfig) -> None:
         raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
 
 
-def with_device_fast_path(cfg: TrainConfig, device: torch.device, amp_given: bool) -> TrainConfig:
-    """The fastest correct setting for this device (refinenet/fastpath.py) unless switched off
-    (--no-fast-path); an --amp given explicitly is kept."""
-    if not cfg.fast_path:
-        return cfg
-    fast = default_fast_path(device)
-    amp = cfg.amp if amp_given or fast.amp_dtype is None else amp_mode(fast.amp_dtype)
-    return replace(cfg, channels_last=cfg.channels_last or fast.channels_last, amp=amp)
+def run_fast_path(cfg: TrainConfig, device: torch.device, rank: int) -> tuple[FastPath, str]:
+    """(fast path, label) of the run (refinenet/fastpath.py): fp32 unless --amp; the layout from
+    --channels-last / --no-channels-last, else the device's choice, made on rank 0 for every process.
+    A resumed run keeps the layout it started with (config.json): bit-exact resume needs it."""
+    if cfg.channels_last is None and cfg.resume:
+        started = _config_json(cfg).get("channels_last")
+        if isinstance(started, bool):
+            fast = FastPath(channels_last=started, amp_dtype=AMP_DTYPES[cfg.amp])
+            return fast, f"{fast.name} (the layout the run started with)"
+    choice = None
+    if rank == 0:
+        choice = choose_fast_path(device, step="train", batchnorm_trains=not cfg.freeze_batchnorm,
+                                  channels_last=cfg.channels_last, amp=cfg.amp, enabled=cfg.fast_path)
+    return all_gather_object(choice)[0]
+
+
+def _config_json(cfg: TrainConfig) -> dict:
+    try:
+        return json.loads((Path(cfg.out) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def build_model(cfg: TrainConfig, num_classes: int, device: torch.device, fast: FastPath) -> RefineNet:
@@ -183,11 +199,11 @@ def build_model(cfg: TrainConfig, num_classes: int, device: torch.device, fast: 
     return apply_fast_path(model, fast)
 
 
-def build(cfg: TrainConfig, amp_given: bool = False) -> Run:
+def build(cfg: TrainConfig) -> Run:
     """Join the torchrun processes (if any) and build data, model, optimizer, schedule and grad scaler."""
     rank, world, device = init_distributed(cfg.device)
-    cfg = with_device_fast_path(cfg, device, amp_given)
-    fast = FastPath(channels_last=cfg.channels_last, amp_dtype=AMP_DTYPES[cfg.amp])
+    fast, fast_label = run_fast_path(cfg, device, rank)
+    cfg = replace(cfg, channels_last=fast.channels_last)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
 
     train_set = data.load_dataset(cfg.dataset, cfg.data_root, cfg.split)
@@ -205,8 +221,8 @@ def build(cfg: TrainConfig, amp_given: bool = False) -> Run:
         device_ids = [device.index] if device.type == "cuda" else None
         ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     val_set = data.load_dataset(cfg.dataset, cfg.data_root, cfg.val_split) if cfg.val_split else None
-    return Run(cfg, rank, world, device, fast, train_set, val_set, model, ddp_model, optimizer, scheduler, scaler,
-               total)
+    return Run(cfg, rank, world, device, fast, fast_label, train_set, val_set, model, ddp_model, optimizer, scheduler,
+               scaler, total)
 
 
 def restore(run: Run) -> None:
@@ -325,6 +341,7 @@ class TrainingLog:
             self.path.touch()
         self.bar = tqdm(total=run.total, initial=run.iteration, disable=not (run.is_main and run.cfg.progress),
                         unit="it", dynamic_ncols=True)
+        self.write({"iteration": run.iteration, "fast_path": run.fast_label, "precision": run.record["precision"]})
         self._new_window()
 
     def _new_window(self) -> None:
@@ -367,7 +384,9 @@ def validate(run: Run, log: TrainingLog) -> None:
                               input_scale=cfg.input_scale, workers=cfg.workers, progress=False)
     if not run.is_main or result is None:
         return
-    result.update({"iteration": run.iteration, "checkpoint": str(run.checkpoint_path)})
+    result.update({"iteration": run.iteration, "checkpoint": str(run.checkpoint_path),
+                   "fast_path": f"{FastPath(run.fast.channels_last).name} (the training model's layout)",
+                   "precision": precision_name(None, run.device)})
     write_metrics(result, Path(cfg.out) / "val")
     print(f"validation ({cfg.val_split}, iteration {run.iteration}): mIoU {result['miou']:.4f}")
     log.write({"iteration": run.iteration, "val_miou": result["miou"], "val_pixel_acc": result["pixel_acc"]})
@@ -382,15 +401,15 @@ def train(cfg: TrainConfig, *, on_iteration: Callable[[int], None] | None = None
 
     `on_iteration(iteration)`, if given, is called after every optimizer step and its checkpoint.
     """
-    amp_given = cfg.amp is not None
     cfg = resolve(cfg)
     check_run_folder(cfg)
-    run = build(cfg, amp_given)
+    run = build(cfg)
     if cfg.resume:
         restore(run)
     if run.is_main:
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         write_text_atomic(Path(cfg.out) / "config.json", json.dumps(run.record, indent=2) + "\n")
+        print(f"fast path: {run.fast_label}; precision {run.record['precision']}")
     if run.iteration >= run.total:
         if run.is_main:
             print(f"{run.checkpoint_path} is already at iteration {run.iteration} of {run.total}; nothing to do")

@@ -93,6 +93,6 @@ def test_quick_benchmark_writes_csv_png_and_md(tmp_path):
     assert "Device:" in (tmp_path / "efficiency.md").read_text()
 
 
-def test_default_fast_path_on_cuda_uses_channels_last_and_never_compiles():
+def test_default_fast_path_on_cuda_uses_channels_last_fp32_and_never_compiles():
     fast = default_fast_path("cuda")
-    assert fast.channels_last and not fast.compile
+    assert fast.channels_last and not fast.compile and fast.amp_dtype is None  # bf16 only with --amp bf16

@@ -10,8 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from refinenet import cpu_layout
+from refinenet import cpu_layout, data
+from refinenet.checkpoint import load_checkpoint
+from refinenet.cli import build_parser
+from refinenet.cli_options import from_args
+from refinenet.config import EvalConfig, TrainConfig
+from refinenet.evaluate import evaluate
+from refinenet.fastpath import FastPath, choose_fast_path, default_fast_path, precision_name
 from refinenet.model import LayoutIndependentDropout, build_refinenet
+from refinenet.train import train
 
 
 @pytest.fixture
@@ -96,6 +103,77 @@ def test_a_damaged_cache_is_timed_again(layout_cache):
     timer = FakeTimer(1.0, 0.5)
     assert cpu_layout.pick_cpu_layout(False, "train", timer=timer).channels_last
     assert timer.calls == ["train"] and cpu_layout.cache_key(False, "train") in json.loads(layout_cache.read_text())
+
+
+def test_switches_and_the_environment_override_the_timing(layout_cache, monkeypatch):
+    timer = FakeTimer(1.0, 0.5)
+    cpu_layout.pick_cpu_layout(False, "train", timer=timer)  # cached: channels_last
+    fast, label = choose_fast_path("cpu", channels_last=False)
+    assert not fast.channels_last and "--no-channels-last" in label
+    fast, label = choose_fast_path("cpu", enabled=False)
+    assert fast == FastPath() and "--no-fast-path" in label
+    fast, label = choose_fast_path("cpu")
+    assert fast.channels_last and label == "channels_last+fp32 (picked: 2.00x over nchw, cached)"
+    monkeypatch.setenv(cpu_layout.LAYOUT_ENV, "nchw")
+    assert not choose_fast_path("cpu")[0].channels_last
+    assert choose_fast_path("cpu", channels_last=True)[0].channels_last
+    monkeypatch.setenv(cpu_layout.LAYOUT_ENV, "sideways")
+    with pytest.raises(ValueError, match="REFINENET_CPU_LAYOUT"):
+        choose_fast_path("cpu")
+
+
+def test_cuda_default_is_fp32_channels_last_and_bf16_only_when_asked():
+    fast, label = choose_fast_path("cuda")
+    assert fast == FastPath(channels_last=True) == default_fast_path("cuda") and fast.amp_dtype is None
+    assert label == "channels_last+fp32 (CUDA default)"
+    assert choose_fast_path("cuda", amp="bf16")[0].amp_dtype == torch.bfloat16
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False  # PyTorch's default
+        with torch.backends.cudnn.flags(allow_tf32=True):  # PyTorch's default
+            assert precision_name(None, "cuda") == "fp32 (tf32 convs)"
+        with torch.backends.cudnn.flags(allow_tf32=False):
+            assert precision_name(None, "cuda") == "fp32"
+            torch.backends.cuda.matmul.allow_tf32 = True
+            assert precision_name(None, "cuda") == "fp32 (tf32 matmuls)"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+    assert precision_name(None, "cpu") == "fp32"
+    assert precision_name(torch.bfloat16, "cuda") == "bf16" and precision_name(torch.float16, "cpu") == "fp16"
+
+
+def test_command_line_precision_and_layout_switches():
+    parser = build_parser()
+    args = ["--dataset", "voc2012", "--data-root", "r", "--out", "o"]
+    plain = from_args(TrainConfig, parser.parse_args(["train", *args]))
+    assert plain.amp is None and plain.channels_last is None  # the recipe's fp32; the device's layout
+    forced = from_args(TrainConfig, parser.parse_args(["train", *args, "--amp", "bf16", "--no-channels-last"]))
+    assert forced.amp == "bf16" and forced.channels_last is False
+    evaluation = from_args(EvalConfig, parser.parse_args(["evaluate", "--checkpoint", "c", "--dataset", "voc2012",
+                                                          "--data-root", "r", "--amp", "bf16", "--channels-last"]))
+    assert evaluation.amp == "bf16" and evaluation.channels_last is True
+
+
+def test_runs_record_precision_and_fast_path(tmp_path):
+    root = tmp_path / "voc"
+    data.write_standin("voc2012", root, train=2, val=2, size=(48, 64), seed=0)
+    out = tmp_path / "run"
+    checkpoint = train(TrainConfig("voc2012", root, out, profile="smoke", backbone="resnet50", crop_size=32,
+                                   iterations=1, amp="bf16", workers=0, progress=False))
+    config = json.loads((out / "config.json").read_text())
+    assert config["precision"] == "bf16" and config["amp"] == "bf16" and config["channels_last"] is False
+    # the smoke profile trains batch norm; the test suite forces NCHW (tests/conftest.py)
+    assert config["fast_path"] == "nchw+bfloat16 (REFINENET_CPU_LAYOUT=nchw)"
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[0] == {"iteration": 0, "fast_path": config["fast_path"], "precision": "bf16"}
+    stored = load_checkpoint(checkpoint)["train_config"]
+    assert (stored["precision"], stored["fast_path"]) == ("bf16", config["fast_path"])
+    result = evaluate(EvalConfig(checkpoint, "voc2012", root, out=tmp_path / "eval", workers=0, progress=False))
+    assert result["precision"] == "fp32" and result["fast_path"].startswith("nchw+fp32")
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["precision"] == "fp32"
+    bf16 = evaluate(EvalConfig(checkpoint, "voc2012", root, amp="bf16", channels_last=True, workers=0,
+                               progress=False))
+    assert bf16["precision"] == "bf16" and bf16["fast_path"] == "channels_last+bfloat16 (--channels-last)"
 
 
 def test_dropout_mask_does_not_depend_on_the_memory_format():
