@@ -14,6 +14,10 @@ measures, per model and input size:
 * time per inference / training step (median of repeats after warm-up) and images/s;
 * fast paths for RefineNet-101 (eager fp32 vs channels_last vs bf16 autocast vs torch.compile),
   torch.inference_mode vs no_grad, the confusion matrix on the device;
+* the paper recipe's training step under the suite's default fast path against a peer-style eager
+  fp32 step of the same model and weights, alternating in one process (benchmarks/speed.py);
+* the FLOP/s of a large fp32 matmul on the device, and every timed step's achieved FLOP/s as a
+  fraction of it: how close each setting runs to the machine's limit;
 * memory-lean training (RefineNetConfig.memory_lean) against the default;
 * single-scale vs multi-scale (PAPER_SCALES) vs multi-scale + dense CRF on a VOC-sized image.
 
@@ -131,8 +135,13 @@ def plan_jobs(args, device: torch.device, meta: dict) -> list[tuple[str, dict]]:
     jobs = []
     headline = [m for m in (HEADLINE, DILATED, "FCN-32s-ResNet-101") if m in args.models]
     lean_model = memory_lean_model(args)
+    jobs.append(("gemm", {**base, "kind": "gemm", "model": "fp32-GEMM", "size": 0, "n": 512 if args.quick else None}))
     for name in headline[:2]:
         jobs.append(("models", {**base, "model": name, "size": args.size}))
+    if MODELS[lean_model][0] == "refinenet":
+        settings = ["default", "channels_last+bf16", "peer"] if device.type == "cuda" else ["default", "peer"]
+        jobs.append(("speed", {**base, "kind": "speed", "model": lean_model, "size": args.fast_path_size,
+                               "settings": settings, "warmup": max(1, args.warmup), "repeats": max(3, args.repeats)}))
     fast_jobs = []
     for setting, fast in FAST_PATHS.items():
         if (fast.compile and args.no_compile) or (args.quick and setting not in ("eager-fp32", "channels_last")):
@@ -170,6 +179,8 @@ def plan_jobs(args, device: torch.device, meta: dict) -> list[tuple[str, dict]]:
 
 
 def fast_path_of(job: dict) -> str:
+    if job.get("kind") in ("speed", "gemm"):
+        return job["kind"]
     if job.get("kind") == "eval":
         return "channels_last" if job["channels_last"] else "eager-fp32"
     fast = job_fast_path(job)
@@ -237,7 +248,8 @@ def run_timed(args, device: torch.device, meta: dict, rows: Rows, started: float
         size = job.get("size", "x".join(map(str, job.get("image", ()))))
         dtype = job["amp"] if job.get("amp") else "float32"
         for r in result:
-            rows.add(model, size, fast_path_of(job), r["measurement"], r["value"], r["unit"], r["method"], dtype=dtype)
+            rows.add(model, size, r.get("setting", fast_path_of(job)), r["measurement"], r["value"], r["unit"],
+                     r["method"], dtype=r.get("dtype", dtype))
         if job.get("save_output"):
             output = torch.load(job["save_output"])
             if group == "fast_path:eager-fp32":
@@ -250,6 +262,31 @@ def run_timed(args, device: torch.device, meta: dict, rows: Rows, started: float
                 rows.add(model, size, fast_path_of(job), "argmax_agreement_vs_eager_fp32", agree, "fraction",
                          "measured", dtype=dtype)
     return skipped
+
+
+def add_flop_rates(rows: Rows) -> list[str]:
+    """Every timed step's achieved GFLOP/s (counted FLOPs / median time) and its fraction of the fp32
+    GEMM's FLOP/s, as rows; returns a line per training step for the console."""
+    gemm = next((r["value"] for r in rows.rows if r["measurement"] == "fp32_gemm_gflops_per_s"), None)
+    if not gemm:
+        return []
+    counted = {(r["model"], r["input_size"], r["measurement"]): r["value"] for r in rows.rows if r["setting"] == "any"}
+    lines = []
+    for r in list(rows.rows):
+        kind = {"train_step_time": "train_step", "inference_time": "inference"}.get(r["measurement"])
+        flops = counted.get((r["model"], r["input_size"], "gflops_train_step" if kind == "train_step"
+                             else "gflops_forward"))
+        if kind is None or flops is None:
+            continue
+        rate = flops / r["value"]
+        method = "counted FLOPs (FlopCounterMode) / median time; fraction of the fp32 GEMM row"
+        rows.add(r["model"], r["input_size"], r["setting"], f"{kind}_gflops_per_s", rate, "GFLOP/s", method, r["dtype"])
+        rows.add(r["model"], r["input_size"], r["setting"], f"{kind}_fraction_of_fp32_gemm", rate / gemm, "fraction",
+                 method, r["dtype"])
+        if kind == "train_step":
+            lines.append(f"  {r['model']} @ {r['input_size']} {r['setting']}: training step {rate:.0f} GFLOP/s = "
+                         f"{rate / gemm:.2f} of the fp32 GEMM's {gemm:.0f}")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -265,6 +302,11 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     meta = count_shapes(args, rows, started)
     skipped = run_timed(args, device, meta, rows, started)
+    print("\n".join(add_flop_rates(rows)), flush=True)
+    for r in rows.rows:
+        if r["measurement"] == "speed_vs_peer":
+            print(f"  {r['model']} @ {r['input_size']} {r['setting']}: {r['value']:.2f}x the peer's speed "
+                  f"({r['method'].split('; ')[-1]})", flush=True)
 
     import pandas as pd
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from benchmarks.efficiency_measure import DILATED, FAST_PATHS, HEADLINE, MODELS, VOC_IMAGE
 from refinenet.atomic import atomic_path, write_text_atomic
-from refinenet.fastpath import default_fast_path
 
 GIB = 2**30
 
@@ -75,7 +74,7 @@ def _value(table, model, size, setting, measurement):
 
 def summary(table, args, common: dict, notes: dict) -> str:
     """efficiency.md: how it was measured, then one section per comparison."""
-    models = list(dict.fromkeys(table.model))
+    models = [m for m in dict.fromkeys(table.model) if m in MODELS]  # not the "fp32-GEMM" row
     ref = HEADLINE if HEADLINE in models else models[0]  # --quick / --models runs may leave RefineNet-101 out
     on_cpu = common["device_type"] == "cpu"
     peaks = ("train_peak_rss", "inference_peak_rss") if on_cpu else \
@@ -84,6 +83,7 @@ def summary(table, args, common: dict, notes: dict) -> str:
     lines = _introduction(args, common, notes)
     lines += _headline_comparison(table, args, ref, peaks)
     lines += _every_model(table, args, models, peaks[0])
+    lines += _against_peer(table, args, ref)
     lines += _fast_paths(table, args, ref, common, image)
     lines += _memory_lean(table, args, ref, peaks[0])
     lines += _multi_scale_and_crf(table, ref, image)
@@ -175,8 +175,8 @@ def _fast_paths(table, args, ref: str, common: dict, image: str) -> list[str]:
     fp_size = args.fast_path_size
     value = lambda setting, measurement: _value(table, ref, fp_size, setting, measurement)
     lines = ["", f"## Fast paths, RefineNet-101 at {fp_size}x{fp_size}", "",
-             "| setting | inference s | speed-up | training step s | speed-up | compile s (inf / train) |"
-             " rel. error vs fp32 | argmax agreement |", "|---|---|---|---|---|---|---|---|"]
+             "| setting | inference s | speed-up | training step s | speed-up | training GFLOP/s (of fp32 GEMM) |"
+             " compile s (inf / train) | rel. error vs fp32 | argmax agreement |", "|---" * 9 + "|"]
     base_inf, base_train = value("eager-fp32", "inference_time"), value("eager-fp32", "train_step_time")
     for setting in FAST_PATHS:
         inf, train = value(setting, "inference_time"), value(setting, "train_step_time")
@@ -185,17 +185,45 @@ def _fast_paths(table, args, ref: str, common: dict, image: str) -> list[str]:
             comp = f"{value(setting, 'compile_time_inference'):.0f} / {value(setting, 'compile_time_train_step'):.0f}"
         err = value(setting, "output_relative_error_vs_eager_fp32")
         agree = value(setting, "argmax_agreement_vs_eager_fp32")
+        gemm_fraction = value(setting, "train_step_fraction_of_fp32_gemm")
+        rate = f"{value(setting, 'train_step_gflops_per_s'):.0f} ({gemm_fraction:.2f})"
         lines.append(f"| {setting} | {inf:.3f} | {base_inf / inf:.2f}x | {train:.3f} | {base_train / train:.2f}x |"
-                     f" {comp} | {err:.1e} | {agree:.4f} |")
-    lines += ["", f"`default_fast_path({common['device_type']!r})` = `{default_fast_path(common['device_type'])}`"
-              " (refinenet/fastpath.py). On CUDA the default (channels_last + bf16 autocast) is the usual choice and"
-              " was not measured here unless this run's device is a GPU.", ""]
+                     f" {rate} | {comp} | {err:.1e} | {agree:.4f} |")
+    lines += ["", "Defaults (refinenet/fastpath.py): fp32 everywhere (bf16 only with `--amp bf16`); channels_last on"
+              " CUDA; on a CPU the layout is picked per machine by timing both (refinenet/cpu_layout.py) while"
+              " batch norm is frozen, NCHW while it trains. bf16 rows count their FLOPs against the fp32 GEMM,"
+              " so their fraction can pass 1.", ""]
     ev = lambda m: _value(table, ref, image, "channels_last", m)
     lines += [f"Evaluation helpers ({image} image, channels_last fp32): forward under no_grad"
               f" {ev('time_forward_no_grad'):.3f} s vs inference_mode {ev('time_forward_inference_mode'):.3f} s;"
               f" confusion-matrix update on the device {ev('time_confusion_matrix_on_device') * 1e3:.1f} ms vs via"
               f" the CPU {ev('time_confusion_matrix_via_cpu') * 1e3:.1f} ms (the same thing on a CPU run).", ""]
     return lines
+
+
+def _against_peer(table, args, ref: str) -> list[str]:
+    """The paper recipe's step under the suite's default against a peer-style eager fp32 step, and the GEMM limit."""
+    size = args.fast_path_size
+    lines = ["", "## Speed against a peer implementation, and against the machine's limit", ""]
+    gemm = table[table.measurement == "fp32_gemm_gflops_per_s"]
+    if len(gemm):
+        lines.append(f"fp32 GEMM: **{float(gemm.value.iloc[0]):.0f} GFLOP/s** ({gemm.method.iloc[0]}), the practical"
+                     " limit every timed step's FLOP/s is compared with below and in the fast-path table.")
+    steps = table[(table.model == ref) & (table.measurement == "speed_vs_peer")]
+    if not len(steps):
+        return lines + ["", "The step against the peer was not measured in this run.", ""]
+    lines += ["", f"The paper recipe's training step ({ref}, {size}x{size}, batch {args.batch}, frozen batch norm,"
+              " dropout, SGD with momentum and weight decay) under the suite's default fast path against a"
+              " peer-style eager fp32 step (NCHW, no fast path) of the same model and weights; the settings' steps"
+              " alternate in one process (benchmarks/speed.py).", "",
+              "| setting | fast path | precision | step s | speed vs peer | GFLOP/s | of fp32 GEMM |",
+              "|---" * 7 + "|"]
+    for _, row in steps.iterrows():
+        step_s, rate, fraction = (_value(table, ref, size, row.setting, m) for m in
+                                  ("train_step_time", "train_step_gflops_per_s", "train_step_fraction_of_fp32_gemm"))
+        lines.append(f"| {row.setting} | {row['method'].split('; ')[-1]} | {row['dtype']} | {step_s:.3f} |"
+                     f" {row.value:.2f}x | {rate:.0f} | {fraction:.2f} |")
+    return lines + [""]
 
 
 def _memory_lean(table, args, ref: str, train_peak: str) -> list[str]:

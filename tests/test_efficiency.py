@@ -1,5 +1,7 @@
 """The efficiency benchmark: its memory counter, baselines, fast path and --quick run."""
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from refinenet.fastpath import EAGER_FP32, FastPath, apply_fast_path, autocast, 
 from refinenet.model import build_refinenet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import efficiency, efficiency_measure  # noqa: E402
+from benchmarks import efficiency, efficiency_measure, efficiency_report, speed  # noqa: E402
 from benchmarks.memory import SavedActivations  # noqa: E402
 
 
@@ -88,11 +90,71 @@ def test_quick_benchmark_writes_csv_png_and_md(tmp_path):
     assert (table.device_type == "cpu").all() and table.value.notna().all()
     measured = set(table.measurement)
     assert {"params", "gflops_forward", "train_saved_activation_bytes", "output_height", "inference_time",
-            "train_step_time", "train_throughput", "time_multi_scale", "time_multi_scale_crf"} <= measured
+            "train_step_time", "train_throughput", "time_multi_scale", "time_multi_scale_crf",
+            "fp32_gemm_gflops_per_s", "train_step_gflops_per_s", "train_step_fraction_of_fp32_gemm",
+            "inference_fraction_of_fp32_gemm"} <= measured
+    # each timed step's share of the machine's fp32 GEMM rate = its counted FLOPs / time / the GEMM's rate
+    gemm = table[table.measurement == "fp32_gemm_gflops_per_s"].value.iloc[0]
+    step = table[(table.measurement == "train_step_time") & (table.setting == "channels_last")].iloc[0]
+    flops = table[(table.measurement == "gflops_train_step") & (table.model == step.model)
+                  & (table.input_size == step.input_size)].value.iloc[0]
+    fraction = table[(table.measurement == "train_step_fraction_of_fp32_gemm") & (table.setting == "channels_last")
+                     & (table.model == step.model) & (table.input_size == step.input_size)].value.iloc[0]
+    assert fraction == pytest.approx(flops / step.value / gemm) and fraction > 0
     assert (tmp_path / "efficiency.png").stat().st_size > 1000
-    assert "Device:" in (tmp_path / "efficiency.md").read_text()
+    summary = (tmp_path / "efficiency.md").read_text()
+    assert "Device:" in summary and "fp32 GEMM" in summary
 
 
 def test_default_fast_path_on_cuda_uses_channels_last_fp32_and_never_compiles():
     fast = default_fast_path("cuda")
     assert fast.channels_last and not fast.compile and fast.amp_dtype is None  # bf16 only with --amp bf16
+
+
+@pytest.fixture
+def small_refinenet(monkeypatch):
+    """The speed comparison's model made small (narrow refine paths): the code path is the same."""
+    monkeypatch.setattr(speed, "build_model", lambda name: build_refinenet(21, backbone="resnet50", features=16,
+                                                                           top_features=16, pooling_blocks=1))
+
+
+def test_quick_speed_run_compares_the_default_step_with_the_peer(tmp_path, small_refinenet):
+    assert speed.main(["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    rows = pd.read_csv(tmp_path / "training_speed.csv").set_index("setting")
+    assert list(rows.index) == ["default", "peer"]
+    assert rows.loc["peer", "speed_vs_peer"] == 1.0
+    default = rows.loc["default"]
+    assert default.speed_vs_peer == pytest.approx(rows.loc["peer", "train_step_time_s"] / default.train_step_time_s)
+    assert default.fast_path == "nchw+fp32 (REFINENET_CPU_LAYOUT=nchw)" and default.precision == "fp32"
+    assert default.fraction_of_fp32_gemm == pytest.approx(
+        default.gflops_train_step / default.train_step_time_s / default.fp32_gemm_gflops_per_s)
+    assert (rows.device_type == "cpu").all() and rows.device.str.contains("threads").all()
+
+
+def test_gpu_check_script_refuses_to_run_without_a_gpu():
+    script = Path(efficiency.REPO) / "benchmarks" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert "RefineNet-50 RefineNet-101 RefineNet-152 --size 400" in script.read_text()
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the script would measure it")
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": sys.executable, "SKIP_BENCH": "1"})
+    assert done.returncode != 0 and "no CUDA device" in done.stderr
+
+
+def test_bench_records_the_default_step_against_the_peer(small_refinenet):
+    job = {"kind": "speed", "device": "cpu", "model": "RefineNet-50", "size": 32, "batch": 1, "warmup": 1,
+           "repeats": 1, "settings": ["default", "peer"]}
+    args = efficiency.parse_args(["--quick", "--models", "RefineNet-50", "--fast-path-size", "32"])
+    rows = efficiency.Rows(args, {"device": "cpu", "device_type": "cpu"})
+    for r in efficiency_measure.run_job(job) + efficiency_measure.run_job({"kind": "gemm", "device": "cpu", "n": 64}):
+        rows.add(job["model"], 32, r.get("setting", "gemm"), r["measurement"], r["value"], r["unit"], r["method"],
+                 r.get("dtype", "float32"))
+    rows.add(job["model"], 32, "any", "gflops_train_step", 1.0, "GFLOPs", "meta device (shapes only)")
+    efficiency.add_flop_rates(rows)
+    table = pd.DataFrame(rows.rows)
+    ratio = table[table.measurement == "speed_vs_peer"].set_index("setting").value
+    assert set(ratio.index) == {"suite-default", "peer-eager-fp32"} and ratio["peer-eager-fp32"] == 1.0
+    assert len(table[table.measurement == "train_step_fraction_of_fp32_gemm"]) == 2
+    section = "\n".join(efficiency_report._against_peer(table, args, "RefineNet-50"))
+    assert "| suite-default | nchw+fp32 (REFINENET_CPU_LAYOUT=nchw) | fp32 |" in section and "fp32 GEMM" in section
