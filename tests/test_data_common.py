@@ -190,3 +190,14 @@ def test_image_label_size_mismatch_names_both_files(tiny):
     with pytest.raises(ValueError) as err:
         data.load_dataset(name, root, "val")[0]
     assert str(image_path) in str(err.value) and str(label_path) in str(err.value)
+
+
+def test_paint_scene_regions_with_background_cover_most_pixels_with_other_classes():
+    # PASCAL-Context's stand-in: scene-parsing regions, one of them the background class
+    labels = [standin.paint_scene(np.random.default_rng(s), 60, 80, 60, background=0, regions=True)[1]
+              for s in range(8)]
+    background_share = np.mean([(lab == 0).mean() for lab in labels])
+    only_objects = [standin.paint_scene(np.random.default_rng(s), 60, 80, 60, background=0)[1] for s in range(8)]
+    assert background_share < np.mean([(lab == 0).mean() for lab in only_objects])
+    assert all((lab == 0).any() for lab in labels)
+    assert len(np.unique(np.concatenate([lab.ravel() for lab in labels]))) > 25

@@ -54,17 +54,28 @@ def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def paint_scene(
-    rng: np.random.Generator, height: int, width: int, num_classes: int, background: int | None = 0
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    num_classes: int,
+    background: int | None = 0,
+    regions: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic scene: an HxWx3 uint8 image and its HxW uint8 label in [0, num_classes).
 
-    With `background` set, that class fills everything no object covers; with None, the canvas is
-    first tiled into regions of random classes (as in scene parsing, where every pixel has a class).
+    `regions` (default: `background is None`) first tiles the canvas into regions of random classes,
+    as in scene parsing, where every pixel has a class; with `background` set too, one region is the
+    background (PASCAL-Context: most pixels belong to the 59 classes, the rest is background).
+    Without regions, `background` fills everything no object covers (VOC, Person-Part).
     Deterministic for a given rng state.
     """
     if not 1 <= num_classes <= 255:
         raise ValueError(f"num_classes must be in [1, 255], got {num_classes}")
-    label = _base_layer(rng, height, width, num_classes, background)
+    if regions is None:
+        regions = background is None
+    if background is not None and not 0 <= background < num_classes:
+        raise ValueError(f"background class {background} not in [0, {num_classes})")
+    label = _base_layer(rng, height, width, num_classes, background, regions)
     objects = [c for c in range(num_classes) if c != background] or [0]
     short = min(height, width)
     # (count range, radius range as a fraction of the short side): large blobs, medium, small.
@@ -78,11 +89,9 @@ def paint_scene(
 
 
 def _base_layer(
-    rng: np.random.Generator, height: int, width: int, num_classes: int, background: int | None
+    rng: np.random.Generator, height: int, width: int, num_classes: int, background: int | None, regions: bool
 ) -> np.ndarray:
-    if background is not None:
-        if not 0 <= background < num_classes:
-            raise ValueError(f"background class {background} not in [0, {num_classes})")
+    if not regions:
         return np.full((height, width), background, dtype=np.uint8)
     # Voronoi regions with slightly wavy borders.
     seeds = int(rng.integers(3, 8))
@@ -92,6 +101,8 @@ def _base_layer(
     cx = rng.uniform(0, width, seeds)[:, None, None]
     nearest = np.argmin((ys - cy) ** 2 + (xs - cx) ** 2, axis=0)
     classes = rng.integers(0, num_classes, seeds).astype(np.uint8)
+    if background is not None:
+        classes[0] = background
     return classes[nearest]
 
 
