@@ -108,6 +108,10 @@ class TrainConfig:
     input_scale: float | None = option(None, "rescale the network input (released code: 1.2)")
     freeze_batchnorm: bool | None = option(None, "freeze the batch-norm statistics (released code); default: the "
                                            "profile's")
+    bn_calibration_batches: int | None = option(None, "estimate the batch-norm statistics on N training batches "
+                                                "before the first step (default: the profile's; 0 = off)")
+    zero_init_residual: bool | None = option(None, "start each ResNet block's last batch-norm scale at 0 (random "
+                                             "init only; default: the profile's)")
     amp: str | None = option(None, "autocast to bf16 / fp16 (fp16 uses a GradScaler); default none = fp32, the "
                              "paper's (on CUDA with TF32 convolutions, PyTorch's default)", choices=AMP_MODES)
     checkpoint_every: int | None = option(None)
@@ -187,6 +191,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         "lr_drop_at": recipe.lr_drop_at,
         "input_scale": recipe.input_scale,
         "freeze_batchnorm": recipe.freeze_batchnorm,
+        "bn_calibration_batches": recipe.bn_calibration_batches,
+        "zero_init_residual": recipe.zero_init_residual,
         "amp": recipe.amp,
         "checkpoint_every": recipe.checkpoint_every,
         "log_every": recipe.log_every,
@@ -214,6 +220,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         (cfg.input_scale > 0, f"input_scale must be positive, got {cfg.input_scale}"),
         (cfg.checkpoint_every > 0 and cfg.log_every > 0, "--checkpoint-every and --log-every must be positive"),
         (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
+        (cfg.bn_calibration_batches >= 0, f"--bn-calibration-batches must be >= 0, got {cfg.bn_calibration_batches}"),
     ]
     for ok, message in checks:
         if not ok:

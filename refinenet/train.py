@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 from tqdm import tqdm
 
@@ -196,7 +197,44 @@ def build_model(cfg: TrainConfig, num_classes: int, device: torch.device, fast: 
         pool_order=cfg.pool_order,
         freeze_batchnorm=cfg.freeze_batchnorm,
     ).to(device)
+    if cfg.zero_init_residual and cfg.backbone_weights in (None, "none"):
+        zero_init_residual(model)
     return apply_fast_path(model, fast)
+
+
+def zero_init_residual(model: nn.Module) -> None:
+    """Zero the scale of every ResNet bottleneck's last batch norm: each residual block starts as the
+    identity, which keeps a deep random-init network's activations and gradients tame (Goyal et al. 2017)."""
+    for module in model.modules():
+        if isinstance(module, torchvision.models.resnet.Bottleneck):
+            nn.init.zeros_(module.bn3.weight)
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, batches, world: int = 1) -> None:
+    """Set every batch norm's running statistics to their mean over `batches` of training images (averaged
+    over the ranks too), the rest of the model in eval mode. With frozen statistics, a random-init network
+    would otherwise normalise with the init's 0 / 1, and statistics of 2-image batches are too noisy."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    was_training = model.training
+    model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+        m.train()
+    seen = 0
+    for images in batches:
+        model(images, upsample=False)
+        seen += 1
+    if seen == 0:
+        raise ValueError("batch-norm calibration got no batch: the training split is smaller than one batch")
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+        if world > 1:
+            m.running_mean.copy_(all_reduce_mean(m.running_mean))
+            m.running_var.copy_(all_reduce_mean(m.running_var))
+    model.train(was_training)
 
 
 def build(cfg: TrainConfig) -> Run:
@@ -258,6 +296,18 @@ def build_loader(run: Run) -> torch.utils.data.DataLoader:
         persistent_workers=False,
         generator=torch.Generator().manual_seed(cfg.seed),  # keeps the loader off the global RNG
     )
+
+
+def calibration_batches(run: Run):
+    """`bn_calibration_batches` augmented batches from a sample stream of their own (seed + 1): the
+    training order and the global RNG stay as they would be without calibration."""
+    cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
+    transform = TrainTransform(cfg.crop_size, recipe.scale_range, recipe.mean, recipe.std, hflip=recipe.hflip)
+    loader = torch.utils.data.DataLoader(
+        SeededAugmentation(run.train_set, transform), batch_size=cfg.batch_size, drop_last=True,
+        sampler=ResumableSampler(len(run.train_set), cfg.seed + 1, run.rank, run.world), num_workers=0)
+    for _, (images, _labels) in zip(range(cfg.bn_calibration_batches), loader):
+        yield prepare_input(images.to(run.device), run.fast)
 
 
 def save_checkpoint(run: Run) -> None:
@@ -415,6 +465,8 @@ def train(cfg: TrainConfig, *, on_iteration: Callable[[int], None] | None = None
             print(f"{run.checkpoint_path} is already at iteration {run.iteration} of {run.total}; nothing to do")
         return run.checkpoint_path
 
+    if run.iteration == 0 and run.cfg.bn_calibration_batches:
+        calibrate_batchnorm(run.model, calibration_batches(run), run.world)
     batches = iter(build_loader(run))
     log = TrainingLog(run)
     run.ddp_model.train()

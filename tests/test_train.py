@@ -151,3 +151,45 @@ def test_existing_checkpoint_needs_resume(voc_root, tmp_path):
     train(smoke(voc_root, tmp_path / "run", iterations=1))
     with pytest.raises(CheckpointError, match="--resume"):
         train(smoke(voc_root, tmp_path / "run", iterations=1))
+
+
+def test_zero_init_residual_makes_every_bottleneck_start_as_the_identity():
+    from refinenet.model import build_refinenet
+
+    model = build_refinenet(5, backbone="resnet50")
+    blocks = [m for m in model.modules() if isinstance(m, __import__("torchvision").models.resnet.Bottleneck)]
+    assert len(blocks) == 16 and not all(torch.all(b.bn3.weight == 0) for b in blocks)
+    train_module.zero_init_residual(model)
+    assert all(torch.all(b.bn3.weight == 0) for b in blocks)
+    # the stand-in profiles (random init) use it with batch-norm calibration; the paper's fine-tuning does not
+    standin = resolve(TrainConfig("voc2012", "x", "y", profile="standin"))
+    paper = resolve(TrainConfig("voc2012", "x", "y", profile="paper"))
+    assert standin.zero_init_residual and standin.bn_calibration_batches > 0 and standin.freeze_batchnorm
+    assert not paper.zero_init_residual and paper.bn_calibration_batches == 0
+
+
+class ConvNorm(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.norm = torch.nn.BatchNorm2d(4)
+        self.drop = torch.nn.Dropout(0.5)
+
+    def forward(self, x, upsample=True):
+        return self.drop(self.norm(self.conv(x)))
+
+
+def test_batchnorm_calibration_sets_running_statistics_to_the_mean_over_batches():
+    torch.manual_seed(0)
+    model = ConvNorm().train()
+    batches = [torch.randn(2, 3, 8, 8) * s + s for s in (1.0, 3.0)]
+    with torch.no_grad():
+        features = [model.conv(b) for b in batches]
+    expected_mean = torch.stack([f.mean((0, 2, 3)) for f in features]).mean(0)
+    expected_var = torch.stack([f.transpose(0, 1).flatten(1).var(1) for f in features]).mean(0)
+    train_module.calibrate_batchnorm(model, iter(batches))
+    torch.testing.assert_close(model.norm.running_mean, expected_mean)
+    torch.testing.assert_close(model.norm.running_var, expected_var)
+    assert model.training and model.norm.momentum == 0.1  # mode and momentum restored
+    with pytest.raises(ValueError, match="no batch"):
+        train_module.calibrate_batchnorm(model, iter([]))
