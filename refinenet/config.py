@@ -200,7 +200,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     }
     filled = {k: v for k, v in defaults.items() if getattr(cfg, k) is None}
     if cfg.iterations is None and cfg.epochs is None:
-        filled["iterations"] = recipe.iterations
+        filled["iterations"] = recipe.iterations_for(cfg.dataset)
     if cfg.val_split == "none":
         filled["val_split"] = None
     if isinstance(cfg.backbone_weights, str) and cfg.backbone_weights.lower() == "none":

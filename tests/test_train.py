@@ -80,8 +80,9 @@ def test_training_lowers_the_loss_and_writes_logs(voc_root, tmp_path):
     assert [r["iteration"] for r in steps] == list(range(1, 11))
     assert {"loss", "lr", "images_per_s", "eta_s"} <= set(steps[0])
     # the first step starts near ln(21) = 3.04 (random init); dropout and random crops make single
-    # steps noisy, so compare with the mean of the last five
-    assert sum(r["loss"] for r in steps[-5:]) / 5 < steps[0]["loss"] - 0.3, [r["loss"] for r in steps]
+    # steps noisy, so compare with the mean of the last five. Measured drops (AMD EPYC): 1.08, 1.37 and
+    # 1.15 for seeds 1-3; the stand-in recipe before batch-norm calibration diverged here on that CPU.
+    assert sum(r["loss"] for r in steps[-5:]) / 5 < steps[0]["loss"] - 0.5, [r["loss"] for r in steps]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["data_kind"] == "standin" and config["lr"] == 1e-3
     assert config["model_config"]["backbone"] == "resnet50"
@@ -193,3 +194,11 @@ def test_batchnorm_calibration_sets_running_statistics_to_the_mean_over_batches(
     assert model.training and model.norm.momentum == 0.1  # mode and momentum restored
     with pytest.raises(ValueError, match="no batch"):
         train_module.calibrate_batchnorm(model, iter([]))
+
+
+def test_standin_iterations_can_differ_per_dataset_and_an_explicit_value_wins():
+    standin = RECIPES["standin"]
+    assert resolve(TrainConfig("nyudv2", "x", "y", profile="standin")).iterations == standin.iterations_for("nyudv2")
+    assert resolve(TrainConfig("ade20k", "x", "y", profile="standin")).iterations == standin.iterations
+    assert resolve(TrainConfig("nyudv2", "x", "y", profile="standin", iterations=7)).iterations == 7
+    assert resolve(TrainConfig("nyudv2", "x", "y", profile="smoke")).iterations == RECIPES["smoke"].iterations
