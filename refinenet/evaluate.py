@@ -94,6 +94,7 @@ def _summed_scores(matrix: ConfusionMatrix, class_names, device: torch.device) -
     scores = matrix.compute()
     return {
         "miou": scores["miou"],
+        "miou_present": scores["miou_present"],  # the authors' mean: classes in the ground truth only
         "pixel_acc": scores["pixel_acc"],
         "mean_acc": scores["mean_acc"],
         "per_class_iou": dict(zip(class_names, scores["iou"])),
