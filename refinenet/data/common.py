@@ -34,6 +34,9 @@ class DatasetInfo:
     splits: dict[str, int]  # split name -> number of images the paper uses
     layout: str  # the expected folder layout, shown in errors
     ignore_index: int = IGNORE_INDEX
+    # (min, max) of the image's short edge at test time in the authors' pipeline: a smaller or larger
+    # image is resized (aspect kept) into that range before the test scales apply. None: no clamp.
+    test_short_edge: tuple[int, int] | None = None
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
