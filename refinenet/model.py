@@ -47,14 +47,19 @@ CASCADES: dict[str, tuple[tuple[int, ...], ...]] = {
     "2-cascaded": ((4, 3), (2, 1)),
     "single": ((4, 3, 2, 1),),  # one block fusing all four ResNet outputs
 }
-# Named variants of Table 9 = a cascade and the image scales fed to independent ResNets.
+# Named variants of Table 9 = a cascade and the scales, relative to the model's input, at which
+# independent ResNets see it.
 VARIANTS: dict[str, tuple[str, tuple[float, ...]]] = {
     "single": ("single", (1.0,)),
     "2-cascaded": ("2-cascaded", (1.0,)),
     "4-cascaded": ("4-cascaded", (1.0,)),
     # "the input image is scaled to a factor of 1.2 and 0.6 and fed into 2 independent 4-cascaded
-    # ResNets" (Sec. 4.3); block k fuses level k of both (released code: path_group_ids [1 2 3 4 1 2 3 4]).
-    "4-cascaded-2-scale": ("4-cascaded", (1.2, 0.6)),
+    # ResNets" (Sec. 4.3): in the released code (`main/gen_net_opts_model_type1.m`, the commented
+    # `gen_featnet_config_resnet_custom(..., 0.6, ...)` / `(..., 1.2, ...)` lines) 1.2 is the feature
+    # net's input scale that every variant shares, so the two ResNets see (1, 0.5) x the input scale
+    # (`--input-scale`, applied to the image before the model). Block k fuses level k of both
+    # (`path_group_ids [1 2 3 4 1 2 3 4]`).
+    "4-cascaded-2-scale": ("4-cascaded", (1.0, 0.5)),
 }
 
 
@@ -241,7 +246,7 @@ class RefineNet(nn.Module):
     """Fig. 2(c): ResNet(s) refined by cascaded RefineNet blocks, then a 3x3 classifier.
 
     `model(x)` returns class scores at the input size; `model(x, upsample=False)` the score map
-    the classifier produces (1/4 of the input, or 1.2/4 for the 2-scale variant).
+    the classifier produces (1/4 of the input).
     """
 
     def __init__(self, config: RefineNetConfig):
@@ -305,7 +310,9 @@ class RefineNet(nn.Module):
     def forward(self, x: torch.Tensor, upsample: bool = True) -> torch.Tensor:
         features = []
         for scale, backbone in zip(self.config.input_scales, self.backbones):
-            xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+            # antialiased when shrinking, as the released code's imresize (the 2-scale variant's 0.5)
+            xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False,
+                                                      antialias=scale < 1.0)
             levels = self._backbone_levels(backbone, xs)
             levels[2], levels[3] = self.dropout(levels[2]), self.dropout(levels[3])
             features.append(levels)

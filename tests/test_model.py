@@ -139,7 +139,8 @@ def test_two_scale_variant_has_two_independent_backbones_and_fuses_level_k_of_bo
     assert len(model.backbones) == 2
     assert model.backbones[0].conv1.weight.data_ptr() != model.backbones[1].conv1.weight.data_ptr()
     assert [(b, m) for b, _, m in model.paths] == [(0, 4), (0, 4), (1, 3), (1, 3), (2, 2), (2, 2), (3, 1), (3, 1)]
-    assert model.config.input_scales == (1.2, 0.6)
+    # relative to the model's input, which the input scale (released: 1.2) has already rescaled
+    assert model.config.input_scales == (1.0, 0.5)
 
 
 def test_frozen_batchnorm_stays_in_eval_mode_and_keeps_its_statistics():
