@@ -12,7 +12,7 @@ released behaviour is the default, because it is what the authors trained and pu
   is max-pool then conv; `"conv_pool"` is the "improved" variant of the released training code.
 * `pooling_blocks`: the paper's default is 2 (Sec. 3.2, also the released training config);
   VOC and Person-Part use 4 (Sec. 4.1, 4.2) and so do the released checkpoints; 0 ablates
-  chained residual pooling (Table 2).
+  chained residual pooling (Table 2): the block is then the identity, its ReLU included.
 * `dropout=0.5` on the outputs of ResNet block-3 and block-4 and before the classifier: not in
   the paper, present in the released model definition. Its mask does not depend on the memory
   format (`LayoutIndependentDropout`), so NCHW and channels_last runs drop the same units.
@@ -146,7 +146,11 @@ class ChainedResidualPooling(nn.Module):
         self.inplace = False  # memory-lean mode: accumulate the sum in place after the first block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The one ReLU of the block (Sec. 3.3); with 0 pooling blocks (Table 2's ablation) it stays.
+        if not self.convs:
+            # Table 2's ablation: without pooling stages the released block returns before its ReLU
+            # (main/gen_network_pool_block.m: `if ~refine_config.use_chained_pool return`): identity.
+            return x
+        # The one ReLU of the block (Sec. 3.3).
         x = F.relu(x)
         top = x
         for i, conv in enumerate(self.convs):

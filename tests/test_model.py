@@ -94,11 +94,20 @@ def test_pool_order_switch_changes_the_computation():
     assert not torch.allclose(a(x), b(x))
 
 
-def test_zero_pooling_blocks_ablation_leaves_only_the_relu():
+def test_zero_pooling_blocks_ablation_is_the_identity_without_the_relu():
+    # released code (main/gen_network_pool_block.m): without pooling stages the block returns
+    # before adding its leading ReLU
     crp = ChainedResidualPooling(3, blocks=0)
     x = torch.randn(1, 3, 6, 6)
-    assert len(crp.convs) == 0
-    torch.testing.assert_close(crp(x), torch.relu(x))
+    assert len(crp.convs) == 0 and (x < 0).any()
+    assert torch.equal(crp(x), x)
+    model = RefineNet(RefineNetConfig(num_classes=3, backbone="resnet50", pooling_blocks=0)).eval()
+    seen = []
+    handle = model.blocks[0].pool.register_forward_hook(lambda m, i, o: seen.append((i[0], o)))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+    handle.remove()
+    assert seen[0][0].min() < 0 and torch.equal(seen[0][0], seen[0][1])
 
 
 def test_fusion_adapts_depth_upsamples_to_largest_and_sums():
