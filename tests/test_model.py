@@ -216,3 +216,34 @@ def test_uncached_imagenet_weights_without_network_say_how_to_provide_them(tmp_p
     with pytest.raises(RuntimeError, match="--backbone-weights") as err:
         build_refinenet(3, backbone="resnet50", backbone_weights="IMAGENET1K_V1")
     assert "resnet50-" in str(err.value) and str(tmp_path) in str(err.value)
+
+
+def _new_layer_convs(model):
+    backbone = {id(m) for m in model.backbones.modules()}
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d) and id(m) not in backbone]
+
+
+def test_new_layers_start_from_the_released_codes_gaussian_with_zero_biases():
+    torch.manual_seed(0)
+    model = RefineNet(RefineNetConfig(num_classes=5, backbone="resnet50", pooling_blocks=2))
+    convs = _new_layer_convs(model)
+    assert model.classifier in convs and len(convs) == len(model.dimred) + 1 + sum(
+        isinstance(m, nn.Conv2d) for m in model.blocks.modules())
+    weights = torch.cat([c.weight.detach().flatten() for c in convs])
+    assert abs(weights.mean().item()) < 1e-4 and abs(weights.std().item() - 0.01) < 1e-4  # main/My_net_util.m
+    for conv in convs:
+        assert abs(conv.weight.std().item() - 0.01) < 2e-3, conv
+        assert conv.bias is None or torch.equal(conv.bias, torch.zeros_like(conv.bias))
+    # the ResNet keeps its own (torchvision's) initialisation
+    assert model.backbones[0].conv1.weight.std() > 0.02  # kaiming-normal, fan-out: 0.025
+
+
+def test_pytorch_default_initialisation_stays_available():
+    torch.manual_seed(0)
+    for init in ("pytorch", None):
+        model = RefineNet(RefineNetConfig(num_classes=5, backbone="resnet50", new_layer_init=init))
+        assert model.config.new_layer_init == "pytorch"
+        assert model.classifier.bias.abs().sum() > 0  # PyTorch's uniform bias, not zeros
+        assert model.dimred[0].weight.std() < 0.005  # kaiming-uniform with a = sqrt(5): 1 / sqrt(3 fan_in)
+    with pytest.raises(ValueError, match="new_layer_init must be one of"):
+        RefineNetConfig(num_classes=3, new_layer_init="xavier")
