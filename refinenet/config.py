@@ -68,6 +68,22 @@ def _max_size():
                   "back (cheap, coarser)", type=positive_int)
 
 
+def _short_edge_clamp():
+    return option(None, "clamp the image's short edge into --short-edge before the test scales, as the authors' "
+                  "test scripts do (default: as the checkpoint was trained; released checkpoints: on)")
+
+
+def _short_edge():
+    return option(None, "MIN MAX of that clamp (default: the dataset's, DatasetInfo.test_short_edge, from the "
+                  "authors' demo_predict_mscale_<dataset>.m); giving it turns the clamp on", type=positive_int,
+                  nargs=2, metavar=("MIN", "MAX"))
+
+
+def _eval_input_scale():
+    return option(None, "rescale the network input on top of every test scale (default: the checkpoint's training "
+                  "value; released checkpoints: 1.2, the authors' feature-net scale)", type=positive_float)
+
+
 def _tile():
     return option(None, "large images (e.g. Cityscapes 1024x2048): sliding windows of SIZE x SIZE with overlap, "
                   "probabilities averaged; full resolution with bounded memory", type=positive_int)
@@ -147,7 +163,9 @@ class EvalConfig:
     max_size: int | None = _max_size()
     tile: int | None = _tile()
     tile_overlap: float = option(TILE_OVERLAP, "fraction of a tile shared with the next")
-    input_scale: float | None = option(None, "default: the checkpoint's training value (else 1.0)")
+    short_edge_clamp: bool | None = _short_edge_clamp()
+    short_edge: Sequence[int] | None = _short_edge()
+    input_scale: float | None = _eval_input_scale()
     device: str = _device()
     workers: int = _workers()
     progress: bool = option(True, "no progress bar")
@@ -170,6 +188,9 @@ class PredictConfig:
                                  "checkpoints)", choices=data.DATASET_NAMES, metavar="NAME")
     max_size: int | None = _max_size()
     tile: int | None = _tile()
+    short_edge_clamp: bool | None = _short_edge_clamp()
+    short_edge: Sequence[int] | None = _short_edge()
+    input_scale: float | None = _eval_input_scale()
     overlay_alpha: float = option(0.5, "weight of the class colours in the overlay")
     device: str = _device()
 
@@ -228,6 +249,25 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
+def check_short_edge(short_edge: Sequence[int] | None) -> None:
+    if short_edge is not None and (len(short_edge) != 2 or not 0 < short_edge[0] <= short_edge[1]):
+        raise ValueError(f"--short-edge takes MIN MAX with 0 < MIN <= MAX, got {list(short_edge)}")
+
+
+def eval_short_edge(cfg: EvalConfig | PredictConfig, dataset: str | None, checkpoint_clamps: bool):
+    """The (min, max) short-edge clamp an evaluation or prediction applies, or None: --no-short-edge-clamp
+    wins, then --short-edge, then the checkpoint's setting with the dataset's values (the authors'
+    value for every dataset but Cityscapes where the dataset is unknown)."""
+    clamp = cfg.short_edge_clamp
+    if clamp is None:
+        clamp = cfg.short_edge is not None or checkpoint_clamps
+    if not clamp:
+        return None
+    if cfg.short_edge is not None:
+        return tuple(cfg.short_edge)
+    return data.dataset_info(dataset).test_short_edge if dataset else data.dataset_info("voc2012").test_short_edge
+
+
 def check_eval_config(cfg: EvalConfig) -> None:
     data.dataset_info(cfg.dataset)  # a clear error for an unknown name
     if not Path(cfg.checkpoint).is_file():
@@ -248,6 +288,7 @@ def check_eval_config(cfg: EvalConfig) -> None:
         raise ValueError(f"--amp must be one of {AMP_MODES}, got {cfg.amp!r}")
     if not 0 <= cfg.tile_overlap < 1:
         raise ValueError(f"--tile-overlap must be in [0, 1), got {cfg.tile_overlap}")
+    check_short_edge(cfg.short_edge)
 
 
 def check_predict_config(cfg: PredictConfig) -> None:
@@ -258,5 +299,6 @@ def check_predict_config(cfg: PredictConfig) -> None:
         raise FileNotFoundError(f"image(s) not found: {', '.join(missing)}")
     if cfg.dataset is not None:
         data.dataset_info(cfg.dataset)  # a clear error for an unknown name
+    check_short_edge(cfg.short_edge)
     if not Path(cfg.checkpoint).is_file():
         raise CheckpointError(f"checkpoint {cfg.checkpoint} does not exist")

@@ -40,6 +40,21 @@ def as_tv_tensors(image, label) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
     return image, label
 
 
+def short_edge_factor(height: int, width: int, short_edge: tuple[int, int] | None) -> float:
+    """The resize factor that brings the image's short edge into `short_edge` = (min, max), aspect kept;
+    1.0 if it is already inside or `short_edge` is None. The authors clamp every image this way, at
+    test and in training (guosheng/refinenet main/my_get_batch_ds_info.m, `do_load_and_cache_batch_data`)."""
+    if short_edge is None:
+        return 1.0
+    low, high = short_edge
+    short = min(height, width)
+    if short < low:
+        return low / short
+    if short > high:
+        return high / short
+    return 1.0
+
+
 def mean_fill(mean: tuple[float, ...]) -> tuple[int, ...]:
     """The mean colour on the uint8 scale: padded pixels become ~0 after normalisation."""
     return tuple(int(round(min(max(m, 0.0), 1.0) * 255)) for m in mean)
