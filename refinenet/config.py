@@ -17,7 +17,7 @@ from refinenet.checkpoint import CheckpointError
 from refinenet.cli_options import option, positive_float, positive_int
 from refinenet.fastpath import AMP_MODES
 from refinenet.inference import TILE_OVERLAP, CRFParams
-from refinenet.model import BACKBONES, BLOCK_LAYOUTS, POOL_ORDERS, VARIANTS, RefineNetConfig
+from refinenet.model import BACKBONES, BLOCK_LAYOUTS, NEW_LAYER_INITS, POOL_ORDERS, VARIANTS, RefineNetConfig
 from refinenet.recipe import LR_SCHEDULES, RECIPES, default_pooling_blocks, get_recipe
 
 # How `evaluate` writes predictions: palette PNGs, or the VOC / Cityscapes test servers' layouts.
@@ -107,6 +107,9 @@ class TrainConfig:
                                         "else 2; paper Sec. 3.2, 4.1, 4.2)")
     block_layout: str = option(RefineNetConfig.block_layout, choices=BLOCK_LAYOUTS)
     pool_order: str = option(RefineNetConfig.pool_order, choices=POOL_ORDERS)
+    new_layer_init: str = option(RefineNetConfig.new_layer_init, "layers outside the ResNet: gaussian = N(0, 0.01^2) "
+                                 "weights and zero biases (released code), pytorch = PyTorch's default",
+                                 choices=NEW_LAYER_INITS)
     backbone_weights: str | None = option(None, "IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT, a .pth path, or none "
                                           "(default: the profile's)")
     # recipe overrides

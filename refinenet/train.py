@@ -196,6 +196,7 @@ def build_model(cfg: TrainConfig, num_classes: int, device: torch.device, fast: 
         block_layout=cfg.block_layout,
         pool_order=cfg.pool_order,
         freeze_batchnorm=cfg.freeze_batchnorm,
+        new_layer_init=cfg.new_layer_init,
     ).to(device)
     if cfg.zero_init_residual and cfg.backbone_weights in (None, "none"):
         zero_init_residual(model)
@@ -267,7 +268,8 @@ def restore(run: Run) -> None:
     """Continue from the run folder's checkpoint: weights, optimizer, schedule, scaler, iteration, RNGs."""
     path = run.checkpoint_path
     ckpt = ckpt_io.load_checkpoint(path, map_location=run.device)
-    if ckpt["model_config"] != run.model.config_dict():
+    # a key the checkpoint lacks (written before that knob existed) takes this run's value
+    if {**run.model.config_dict(), **ckpt["model_config"]} != run.model.config_dict():
         raise CheckpointError(
             f"{path} was trained with model {ckpt['model_config']}, but this run asks for "
             f"{run.model.config_dict()}; resume with the same model options"
