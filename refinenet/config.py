@@ -17,6 +17,7 @@ from refinenet.checkpoint import CheckpointError
 from refinenet.cli_options import option, positive_float, positive_int
 from refinenet.fastpath import AMP_MODES
 from refinenet.inference import TILE_OVERLAP, CRFParams
+from refinenet.loss import LOSS_AT
 from refinenet.model import BACKBONES, BLOCK_LAYOUTS, NEW_LAYER_INITS, POOL_ORDERS, VARIANTS, RefineNetConfig
 from refinenet.recipe import LR_SCHEDULES, RECIPES, default_pooling_blocks, get_recipe
 
@@ -125,6 +126,8 @@ class TrainConfig:
                                      "constant", choices=LR_SCHEDULES)
     lr_drop_at: float | None = option(None, "fraction of the iterations at which step drops")
     input_scale: float | None = option(None, "rescale the network input (released code: 1.2)")
+    loss_at: str | None = option(None, "score_map: loss on the 1/4 score map against nearest-shrunk labels "
+                                 "(released code); input: scores upsampled to the crop", choices=LOSS_AT)
     freeze_batchnorm: bool | None = option(None, "freeze the batch-norm statistics (released code); default: the "
                                            "profile's")
     bn_calibration_batches: int | None = option(None, "estimate the batch-norm statistics on N training batches "
@@ -214,6 +217,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         "lr_schedule": recipe.lr_schedule,
         "lr_drop_at": recipe.lr_drop_at,
         "input_scale": recipe.input_scale,
+        "loss_at": recipe.loss_at,
         "freeze_batchnorm": recipe.freeze_batchnorm,
         "bn_calibration_batches": recipe.bn_calibration_batches,
         "zero_init_residual": recipe.zero_init_residual,
@@ -242,6 +246,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         (0 < cfg.lr_drop_at <= 1, f"lr_drop_at must be in (0, 1], got {cfg.lr_drop_at}"),
         (cfg.amp in AMP_MODES, f"--amp must be one of {AMP_MODES}, got {cfg.amp!r}"),
         (cfg.input_scale > 0, f"input_scale must be positive, got {cfg.input_scale}"),
+        (cfg.loss_at in LOSS_AT, f"--loss-at must be one of {LOSS_AT}, got {cfg.loss_at!r}"),
         (cfg.checkpoint_every > 0 and cfg.log_every > 0, "--checkpoint-every and --log-every must be positive"),
         (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
         (cfg.bn_calibration_batches >= 0, f"--bn-calibration-batches must be >= 0, got {cfg.bn_calibration_batches}"),

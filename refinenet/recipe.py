@@ -56,6 +56,9 @@ class PaperRecipe:
     # Not reproduced (documented deviations): the released code clamps the short edge to [450, 1100]
     # before augmenting and samples images and crop positions class-balanced ("class_sample"); we use
     # the images as stored, a uniform shuffle per epoch and uniform random crops.
+    # released (main/cnn_layer_dense_softmaxloss_forward.m): the loss compares the 1/4 score map with the
+    # label map shrunk to it by nearest neighbour. "input" upsamples the scores to the label's size instead.
+    loss_at: str = "score_map"
     # released: batch-norm statistics frozen ("global" moments) while fine-tuning.
     freeze_batchnorm: bool = True
     # ours, for training from random initialisation (the stand-in profiles; the paper fine-tunes ImageNet

@@ -3,8 +3,9 @@
 Shape after torchvision's references/segmentation/train.py: `build` makes data, model, optimizer,
 schedule and grad scaler; `restore` continues a run from its checkpoint; `train_one_step` is one
 optimizer step (Sec. 4 trains end-to-end with SGD, one image per step in the released code,
-official-recipe.md); `TrainingLog` reports; `train` loops. Checkpoints make a resumed run
-bit-identical to an uninterrupted one; DistributedDataParallel when started by torchrun.
+guosheng/refinenet main/gen_net_opts_model_type1.m); `TrainingLog` reports; `train` loops.
+Checkpoints make a resumed run bit-identical to an uninterrupted one; DistributedDataParallel when
+started by torchrun. The loss's inputs are in refinenet/loss.py, the sample order in data/sampling.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import nn
 from tqdm import tqdm
@@ -43,6 +43,7 @@ from refinenet.fastpath import (
     precision_name,
     prepare_input,
 )
+from refinenet.loss import segmentation_loss, training_scores
 from refinenet.model import RefineNet, build_refinenet
 from refinenet.recipe import get_recipe
 from refinenet.utils import all_gather_object, all_reduce_mean, barrier, init_distributed
@@ -53,30 +54,13 @@ class NonFiniteLossError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Model, loss, learning rate
-
-
-def forward_scores(model: nn.Module, images: torch.Tensor, input_scale: float = 1.0) -> torch.Tensor:
-    """Class scores at the images' size. `input_scale` != 1 feeds the network the rescaled image, as the
-    released code does with 1.2 (official-recipe.md, `input_img_scale`)."""
-    x = images
-    if input_scale != 1.0:
-        x = F.interpolate(images, scale_factor=input_scale, mode="bilinear", align_corners=False)
-    scores = model(x, upsample=False)
-    # "upsampled to match the original image using bilinear interpolation" (Sec. 3.1)
-    return F.interpolate(scores, size=images.shape[-2:], mode="bilinear", align_corners=False)
-
-
-def segmentation_loss(scores: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
-    """Pixel-wise cross-entropy, void pixels left out. A batch with no labelled pixel gives 0, not NaN."""
-    if not (labels != ignore_index).any():
-        return scores.float().sum() * 0.0
-    return F.cross_entropy(scores.float(), labels, ignore_index=ignore_index)
+# Learning rate
 
 
 def lr_factor(iteration: int, cfg: TrainConfig, total: int) -> float:
     """Multiplier of the base learning rate before optimizer step `iteration` (0-based)."""
-    if cfg.lr_schedule == "step":  # released: fixed, then continued at 0.1x (official-recipe.md)
+    # released: fixed, then continued at 0.1x (main/demo_refinenet_train_reduce_learning_rate.m)
+    if cfg.lr_schedule == "step":
         return 1.0 if iteration < round(cfg.lr_drop_at * total) else get_recipe(cfg.profile).lr_drop_factor
     if cfg.lr_schedule == "poly":
         return (1.0 - iteration / total) ** get_recipe(cfg.profile).poly_power
@@ -361,8 +345,8 @@ def train_one_step(run: Run, batches) -> tuple[float, list[float]]:
         sync = run.world == 1 or micro == cfg.grad_accum - 1  # DDP all-reduces gradients on the last one only
         with contextlib.nullcontext() if sync else run.ddp_model.no_sync():
             with autocast(run.fast, run.device):
-                scores = forward_scores(run.ddp_model, images, cfg.input_scale)
-            loss = segmentation_loss(scores, labels, run.train_set.info.ignore_index)
+                scores = training_scores(run.ddp_model, images, cfg.input_scale, cfg.loss_at)
+            loss = segmentation_loss(scores, labels, run.train_set.info.ignore_index)  # labels shrunk to the scores
             run.scaler.scale(loss / cfg.grad_accum).backward()
         step_loss += loss.detach() / cfg.grad_accum
     step_loss = all_reduce_mean(step_loss)  # every rank sees the same value and stops together
