@@ -125,7 +125,17 @@ class TrainConfig:
     lr_schedule: str | None = option(None, "step (released: fixed, then 0.1x after --lr-drop-at of the run), poly, "
                                      "constant", choices=LR_SCHEDULES)
     lr_drop_at: float | None = option(None, "fraction of the iterations at which step drops")
-    input_scale: float | None = option(None, "rescale the network input (released code: 1.2)")
+    input_scale: float | None = option(None, "rescale the network input, in training and at test (released code: "
+                                       "1.2); stored in the checkpoint")
+    short_edge_clamp: bool | None = option(None, "clamp the short edge as the authors do: training images into "
+                                           "--train-short-edge, test images (evaluation of this checkpoint) into "
+                                           "the dataset's range")
+    train_short_edge: Sequence[int] | None = option(None, "MIN MAX of the training clamp (released: 450 1100)",
+                                                    type=positive_int, nargs=2, metavar=("MIN", "MAX"))
+    class_balanced: bool | None = option(None, "the authors' class-balanced sampling: epochs of images picked "
+                                         "until every class is covered, crops centred on a pixel of a drawn class")
+    pad_crops: bool | None = option(None, "pad images smaller than the crop (else the crop shrinks to the image's "
+                                    "even short edge, as the released code)")
     loss_at: str | None = option(None, "score_map: loss on the 1/4 score map against nearest-shrunk labels "
                                  "(released code); input: scores upsampled to the crop", choices=LOSS_AT)
     freeze_batchnorm: bool | None = option(None, "freeze the batch-norm statistics (released code); default: the "
@@ -146,6 +156,8 @@ class TrainConfig:
     seed: int = option(0)
     device: str = _device()
     workers: int = _workers()
+    cache_dir: str | Path | None = option(None, "where the class index of class-balanced sampling is kept "
+                                          "(default: OUT/cache); the dataset root is never written to")
     resume: bool = option(False, "continue from OUT/checkpoint.pt")
     progress: bool = option(True, "no progress bar (the JSONL log is still written)")
 
@@ -217,6 +229,10 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         "lr_schedule": recipe.lr_schedule,
         "lr_drop_at": recipe.lr_drop_at,
         "input_scale": recipe.input_scale,
+        "short_edge_clamp": recipe.short_edge_clamp,
+        "train_short_edge": recipe.train_short_edge,
+        "class_balanced": recipe.class_balanced,
+        "pad_crops": recipe.pad_crops,
         "loss_at": recipe.loss_at,
         "freeze_batchnorm": recipe.freeze_batchnorm,
         "bn_calibration_batches": recipe.bn_calibration_batches,
@@ -229,6 +245,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     filled = {k: v for k, v in defaults.items() if getattr(cfg, k) is None}
     if cfg.iterations is None and cfg.epochs is None:
         filled["iterations"] = recipe.iterations
+    if cfg.train_short_edge is not None:
+        filled["train_short_edge"] = tuple(cfg.train_short_edge)
     if cfg.val_split == "none":
         filled["val_split"] = None
     if isinstance(cfg.backbone_weights, str) and cfg.backbone_weights.lower() == "none":
@@ -247,6 +265,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         (cfg.amp in AMP_MODES, f"--amp must be one of {AMP_MODES}, got {cfg.amp!r}"),
         (cfg.input_scale > 0, f"input_scale must be positive, got {cfg.input_scale}"),
         (cfg.loss_at in LOSS_AT, f"--loss-at must be one of {LOSS_AT}, got {cfg.loss_at!r}"),
+        (len(cfg.train_short_edge) == 2 and 0 < cfg.train_short_edge[0] <= cfg.train_short_edge[1],
+         f"--train-short-edge takes MIN MAX with 0 < MIN <= MAX, got {list(cfg.train_short_edge)}"),
         (cfg.checkpoint_every > 0 and cfg.log_every > 0, "--checkpoint-every and --log-every must be positive"),
         (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
         (cfg.bn_calibration_batches >= 0, f"--bn-calibration-batches must be >= 0, got {cfg.bn_calibration_batches}"),

@@ -53,9 +53,20 @@ class PaperRecipe:
     # (released draws the scale from {0.7, 0.8, ..., 1.3}; we draw uniformly from the range.)
     scale_range: tuple[float, float] = (0.7, 1.3)
     hflip: bool = True
-    # Not reproduced (documented deviations): the released code clamps the short edge to [450, 1100]
-    # before augmenting and samples images and crop positions class-balanced ("class_sample"); we use
-    # the images as stored, a uniform shuffle per epoch and uniform random crops.
+    # released (main/demo_refinenet_train.m, applied in main/my_get_batch_ds_info.m): the short edge of
+    # every training image is first clamped into [450, 1100]; `short_edge_clamp` also turns on the
+    # dataset's test-time clamp (DatasetInfo.test_short_edge) when this run's checkpoint is evaluated.
+    short_edge_clamp: bool = True
+    train_short_edge: tuple[int, int] = (450, 1100)
+    # released ('class_sample' in main/gen_net_opts_model_type1.m): an epoch is 1000-2000 images picked
+    # until every class has been seen in 100 of them (main/my_epoch_run_config.m), and each crop is
+    # centred on a random pixel of a class drawn from those in the image (main/batch_do_data_crop.m).
+    class_balanced: bool = True
+    images_per_class: int = 100
+    epoch_images: tuple[int, int] = (1000, 2000)
+    # released (main/batch_do_data_crop.m): an image smaller than the crop gets a smaller square crop
+    # (its even short edge), never padding. True pads it to the crop (mean colour, void label).
+    pad_crops: bool = False
     # released (main/cnn_layer_dense_softmaxloss_forward.m): the loss compares the 1/4 score map with the
     # label map shrunk to it by nearest neighbour. "input" upsamples the scores to the label's size instead.
     loss_at: str = "score_map"
@@ -78,8 +89,8 @@ class PaperRecipe:
     # is computed at the crop's size. Default 1.0 (ours: plain Sec. 4 recipe, 1.44x cheaper); set 1.2
     # to follow the released code. Evaluation multiplies its test scales by the same factor.
     input_scale: float = 1.0
-    # ours: the released code evaluates every 10 epochs to pick the snapshot; we evaluate at the end
-    # (and every `eval_every` iterations if set).
+    # ours: the released code evaluates every 5 epochs to pick the snapshot (main/demo_refinenet_train.m,
+    # `eva_run_step`); we evaluate at the end (and every `eval_every` iterations if set).
     eval_every: int = 0
     checkpoint_every: int = 2000  # ours
     log_every: int = 20  # ours
@@ -120,6 +131,13 @@ class StandinRecipe(PaperRecipe):
     freeze_batchnorm: bool = True
     bn_calibration_batches: int = 4
     zero_init_residual: bool = True
+    # ours (docs/protocol.md): stand-in images are ~120x160, so the authors' clamp to a 450-px short edge
+    # and the 1.2 input scale would make each image ~14x and 1.44x as costly. The authors' epoch rule
+    # would take a whole stand-in split (<= 1000 images) anyway; crops stay uniform and padded.
+    input_scale: float = 1.0
+    short_edge_clamp: bool = False
+    class_balanced: bool = False
+    pad_crops: bool = True
     checkpoint_every: int = 1000  # at the end only: each checkpoint write costs seconds on this budget
     log_every: int = 10
 
@@ -134,6 +152,9 @@ class SmokeRecipe(StandinRecipe):
     batch_size: int = 2
     iterations: int = 4
     bn_calibration_batches: int = 2
+    # ours: class-balanced epochs (off by default, switched on in tests) sized for 4-image splits
+    images_per_class: int = 1
+    epoch_images: tuple[int, int] = (2, 4)
     checkpoint_every: int = 50  # at the end only: a RefineNet-50 checkpoint with momentum is ~0.5 GB
     log_every: int = 1
 

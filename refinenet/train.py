@@ -17,7 +17,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import torch
@@ -30,9 +30,10 @@ from refinenet import data
 from refinenet.atomic import torch_save_atomic, write_text_atomic
 from refinenet.checkpoint import CHECKPOINT_NAME, CheckpointError
 from refinenet.config import TrainConfig, resolve
+from refinenet.data.class_index import load_class_index
 from refinenet.data.common import SegmentationFiles
-from refinenet.data.sampling import ResumableSampler, SeededAugmentation
-from refinenet.data.transforms import TrainTransform
+from refinenet.data.sampling import ClassBalancedEpochs, ResumableSampler, SeededAugmentation
+from refinenet.data.transforms import TrainTransform, pad_batch
 from refinenet.evaluate import evaluate_dataset, write_metrics
 from refinenet.fastpath import (
     AMP_DTYPES,
@@ -43,6 +44,7 @@ from refinenet.fastpath import (
     precision_name,
     prepare_input,
 )
+from refinenet.inference import rescale, scaled_size
 from refinenet.loss import segmentation_loss, training_scores
 from refinenet.model import RefineNet, build_refinenet
 from refinenet.recipe import get_recipe
@@ -103,6 +105,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     total: int  # optimizer steps of the whole run
+    image_classes: list[tuple[int, ...]] | None = None  # per training image, for class-balanced sampling
     iteration: int = 0  # optimizer steps done
     last_saved: int | None = None  # the iteration of the checkpoint on disk
 
@@ -222,6 +225,16 @@ def calibrate_batchnorm(model: nn.Module, batches, world: int = 1) -> None:
     model.train(was_training)
 
 
+def training_class_index(cfg: TrainConfig, train_set: SegmentationFiles, is_main: bool) -> list[tuple[int, ...]]:
+    """The classes of every training image (class-balanced sampling): scanned once by rank 0 into the
+    cache folder (default OUT/cache), then read by every rank."""
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.out) / "cache"
+    if is_main:
+        load_class_index(train_set, cache, workers=max(1, cfg.workers), progress=cfg.progress)
+    barrier()
+    return load_class_index(train_set, cache, progress=False)
+
+
 def build(cfg: TrainConfig) -> Run:
     """Join the torchrun processes (if any) and build data, model, optimizer, schedule and grad scaler."""
     rank, world, device = init_distributed(cfg.device)
@@ -244,8 +257,9 @@ def build(cfg: TrainConfig) -> Run:
         device_ids = [device.index] if device.type == "cuda" else None
         ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     val_set = data.load_dataset(cfg.dataset, cfg.data_root, cfg.val_split) if cfg.val_split else None
+    classes = training_class_index(cfg, train_set, rank == 0) if cfg.class_balanced else None
     return Run(cfg, rank, world, device, fast, fast_label, train_set, val_set, model, ddp_model, optimizer, scheduler,
-               scaler, total)
+               scaler, total, classes)
 
 
 def restore(run: Run) -> None:
@@ -267,15 +281,29 @@ def restore(run: Run) -> None:
     ckpt_io.set_rng_state(rngs[run.rank] if run.rank < len(rngs) else rngs[0])
 
 
+def train_transform(run: Run) -> TrainTransform:
+    """The run's augmentation: recipe's scale range and flip, the run's clamp, crop placement and padding."""
+    cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
+    return TrainTransform(cfg.crop_size, recipe.scale_range, recipe.mean, recipe.std, hflip=recipe.hflip,
+                          short_edge=cfg.train_short_edge if cfg.short_edge_clamp else None,
+                          class_balanced=cfg.class_balanced, pad=cfg.pad_crops,
+                          ignore_index=run.train_set.info.ignore_index)
+
+
 def build_loader(run: Run) -> torch.utils.data.DataLoader:
     """Augmented batches from where the run stands: the sampler skips what this rank already consumed."""
     cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
-    transform = TrainTransform(cfg.crop_size, recipe.scale_range, recipe.mean, recipe.std, hflip=recipe.hflip)
+    transform = train_transform(run)
+    epochs = None
+    if run.image_classes is not None:
+        epochs = ClassBalancedEpochs(run.image_classes, run.train_set.info.num_classes, cfg.seed,
+                                     recipe.images_per_class, *recipe.epoch_images)
     consumed = run.iteration * cfg.batch_size * cfg.grad_accum
     return torch.utils.data.DataLoader(
         SeededAugmentation(run.train_set, transform),
         batch_size=cfg.batch_size,
-        sampler=ResumableSampler(len(run.train_set), cfg.seed, run.rank, run.world, start=consumed),
+        sampler=ResumableSampler(len(run.train_set), cfg.seed, run.rank, run.world, start=consumed, epochs=epochs),
+        collate_fn=partial(pad_batch, ignore_index=run.train_set.info.ignore_index),
         num_workers=cfg.workers,
         pin_memory=run.device.type == "cuda",
         drop_last=True,
@@ -287,12 +315,14 @@ def build_loader(run: Run) -> torch.utils.data.DataLoader:
 def calibration_batches(run: Run):
     """`bn_calibration_batches` augmented batches from a sample stream of their own (seed + 1): the
     training order and the global RNG stay as they would be without calibration."""
-    cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
-    transform = TrainTransform(cfg.crop_size, recipe.scale_range, recipe.mean, recipe.std, hflip=recipe.hflip)
+    cfg = run.cfg
     loader = torch.utils.data.DataLoader(
-        SeededAugmentation(run.train_set, transform), batch_size=cfg.batch_size, drop_last=True,
-        sampler=ResumableSampler(len(run.train_set), cfg.seed + 1, run.rank, run.world), num_workers=0)
+        SeededAugmentation(run.train_set, train_transform(run)), batch_size=cfg.batch_size, drop_last=True,
+        sampler=ResumableSampler(len(run.train_set), cfg.seed + 1, run.rank, run.world), num_workers=0,
+        collate_fn=partial(pad_batch, ignore_index=run.train_set.info.ignore_index))
     for _, (images, _labels) in zip(range(cfg.bn_calibration_batches), loader):
+        # the size the network sees in training (the input scale applied, as training_scores does)
+        images = rescale(images, scaled_size(*images.shape[-2:], cfg.input_scale))
         yield prepare_input(images.to(run.device), run.fast)
 
 
@@ -416,8 +446,10 @@ class TrainingLog:
 def validate(run: Run, log: TrainingLog) -> None:
     """Single-scale scores on the validation split: `out/val/metrics.json` and a line in the log."""
     cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
+    short_edge = run.val_set.info.test_short_edge if cfg.short_edge_clamp else None
     result = evaluate_dataset(run.model, run.val_set, run.device, mean=recipe.mean, std=recipe.std,
-                              input_scale=cfg.input_scale, workers=cfg.workers, progress=False)
+                              short_edge=short_edge, input_scale=cfg.input_scale, workers=cfg.workers,
+                              progress=False)
     if not run.is_main or result is None:
         return
     result.update({"iteration": run.iteration, "checkpoint": str(run.checkpoint_path),
