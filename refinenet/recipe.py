@@ -85,10 +85,10 @@ class PaperRecipe:
     # use it; the released MatConvNet code subtracts 128 from RGB and does not divide.
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    # released: the feature net sees the (cropped) image rescaled by 1.2 (`input_img_scale`); the loss
-    # is computed at the crop's size. Default 1.0 (ours: plain Sec. 4 recipe, 1.44x cheaper); set 1.2
-    # to follow the released code. Evaluation multiplies its test scales by the same factor.
-    input_scale: float = 1.0
+    # released (main/gen_net_opts_model_type1.m, `gen_featnet_config_resnet_custom(..., 1.2, ...)`, stored
+    # in the trained net): the feature net sees its input rescaled by 1.2, the training crop as every test
+    # scale. Stored in the checkpoint; evaluation multiplies its test scales by it.
+    input_scale: float = 1.2
     # ours: the released code evaluates every 5 epochs to pick the snapshot (main/demo_refinenet_train.m,
     # `eva_run_step`); we evaluate at the end (and every `eval_every` iterations if set).
     eval_every: int = 0
