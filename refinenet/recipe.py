@@ -1,7 +1,8 @@
 """The training recipe, one dataclass per profile; every hyper-parameter is set in ONE place.
 
-Sources: "paper" = shared/paper/refinenet-cvpr2017.md; "released" = the authors' MatConvNet code as
-summarised in shared/reference/official-recipe.md; "ours" = our choice, with the reason.
+Sources: "paper" = the paper (Lin et al., CVPR 2017); "released" = the authors' MatConvNet code,
+guosheng/refinenet, folder `main/` (the file is named where it matters); "ours" = our choice, with the
+reason. docs/protocol.md lists every setting with the authors' value, ours and the switch.
 
 * `paper`: the published recipe, for real data on a GPU.
 * `standin`: the same architecture and code path sized for a 2-core CPU and synthetic stand-in data
@@ -22,26 +23,27 @@ LR_SCHEDULES = ("step", "poly", "constant")
 
 @dataclass(frozen=True)
 class PaperRecipe:
-    """The paper's recipe (Sec. 4) completed by the released code (official-recipe.md)."""
+    """The paper's recipe (Sec. 4) completed by the released code (guosheng/refinenet, docs/protocol.md)."""
 
     name: str = "paper"
-    # released (demo_refinenet_train.m): 400x400 crops; Cityscapes 600x600 (see `crop_size_for`).
+    # released (main/demo_refinenet_train.m): 400x400 crops; Cityscapes 600x600 (see `crop_size_for`).
     crop_size: int = 400
     cityscapes_crop_size: int = 600
     # released: one image per iteration.
     batch_size: int = 1
-    # ours: the released code trains "until the validation score is stable" (about 3 days on a Titan X
-    # for VOC train, official-recipe.md); 1000-2000 sampled images make one of its epochs. 100k
-    # iterations at batch 1 is ~50-100 of those epochs. Override with --iterations / --epochs.
+    # ours: the released code trains "until the performance gets stable on the validation set" (about 3
+    # days on a Titan X for VOC train, main/demo_refinenet_train.m); 1000-2000 sampled images make one of
+    # its epochs. 100k iterations at batch 1 is ~50-100 of those epochs. Override with --iterations / --epochs.
     iterations: int = 100_000
-    # released (gen_net_opts_model_type1.m): SGD, momentum 0.9, weight decay 5e-4.
+    # released (main/gen_net_opts_model_type1.m): SGD, momentum 0.9, weight decay 5e-4.
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    # released: 5e-4 for the new RefineNet layers, 0.1x (5e-5) for the pretrained ResNet.
+    # released (main/demo_refinenet_train.m; `input_featnet_lr_multiplier` in main/gen_net_opts_model_type1.m):
+    # 5e-4 for the new RefineNet layers, 0.1x (5e-5) for the pretrained ResNet.
     lr: float = 5e-4
     backbone_lr_mult: float = 0.1
     # released: a fixed learning rate, then training continues from a chosen snapshot at 0.1x
-    # (demo_refinenet_train_reduce_learning_rate.m); no polynomial decay. "poly" is offered as an option.
+    # (main/demo_refinenet_train_reduce_learning_rate.m); no polynomial decay. "poly" is offered as an option.
     lr_schedule: str = "step"
     # ours: the authors picked the drop point by watching validation; we drop after this fraction.
     lr_drop_at: float = 0.75

@@ -4,6 +4,7 @@ setting pinned where it acts, observed on the model's own layers."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,3 +145,54 @@ def test_class_balanced_training_with_the_clamp_resumes_bit_identically(tmp_path
     resumed = torch.load(train(TrainConfig(out=tmp_path / "b", resume=True, **options)), weights_only=True)
     for name, tensor in straight["model"].items():
         assert torch.equal(tensor, resumed["model"][name]), name
+
+
+def test_released_checkpoints_take_the_raw_image_when_asked(voc, tmp_path):
+    root, _ = voc
+    path = tmp_path / "refinenet50_voc.pth.tar"
+    torch.save(to_released_state_dict(build_refinenet(21, backbone="resnet50", pooling_blocks=4)), path)
+    raw = EvalConfig(path, "voc2012", root, input_scale=1.0, short_edge_clamp=False, workers=0, progress=False)
+    assert first_conv_input(lambda: evaluate(raw)) == (120, 160)  # DrSleep/refinenet-pytorch's 80.5 setting
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_table4_says_the_papers_voc_models_were_pretrained_on_coco(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from benchmarks import report
+    from benchmarks.notebooks import table_notebook
+
+    frame = report.read_results(4, REPO / "results")
+    assert "MS COCO" in report.markdown(4, frame)
+    titles = []
+    real = Figure.suptitle
+    monkeypatch.setattr(Figure, "suptitle", lambda fig, text, **kw: titles.append(text) or real(fig, text, **kw))
+    report.plot(4, frame, tmp_path / "table4.png")
+    assert "MS COCO" in titles[0]
+    assert "MS COCO" in table_notebook(4).cells[0].source
+    assert "MS COCO" in (REPO / "README.md").read_text()
+    assert "MS COCO" not in report.markdown(9, report.read_results(9, REPO / "results"))  # Table 4's remark only
+
+
+def test_results_notebooks_and_readme_link_the_table_of_record():
+    from benchmarks import report
+    from benchmarks.notebooks import notebook_paths
+
+    protocol = REPO / "docs" / "protocol.md"
+    rows = [line for line in protocol.read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) > 30
+    assert "(docs/protocol.md)" in (REPO / "README.md").read_text()
+    for number in (2, 4):
+        assert "(../docs/protocol.md)" in report.markdown(number, report.read_results(number, REPO / "results"))
+    for path, book in notebook_paths().items():
+        assert "(../docs/protocol.md)" in book.cells[0].source, path.name
+
+
+def test_no_project_file_cites_the_reference_folder_that_clones_do_not_have():
+    # the authors' code is cited by its repository file (guosheng/refinenet main/...), never by a local path
+    files = [REPO / "README.md", REPO / "noxfile.py", *REPO.joinpath("docs").rglob("*.md")]
+    files += [*REPO.joinpath("refinenet").rglob("*.py"), *REPO.joinpath("benchmarks").rglob("*.py")]
+    citing = [str(f.relative_to(REPO)) for f in files if "shared/" in f.read_text()]
+    assert not citing
