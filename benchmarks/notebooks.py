@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from benchmarks.tables import TABLES
+from benchmarks.tables import PROTOCOL_DOC, TABLES
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -42,7 +42,9 @@ def table_notebook(number: int) -> nbformat.NotebookNode:
         new_markdown_cell(f"# Table {number}: {table.title}\n\n"
                           f"Paper numbers come from `benchmarks/paper/table{number}.csv`; "
                           f"measured numbers from `results/table{number}.csv`, written by "
-                          f"`nox -s reproduce-table{number}`. Every row says its profile and data."),
+                          f"`nox -s reproduce-table{number}`. Every row says its profile and data. "
+                          f"Where our protocol differs from the authors': [{PROTOCOL_DOC}](../{PROTOCOL_DOC})."
+                          + (f"\n\n**{table.remark}**" if table.remark else "")),
         new_code_cell(SETUP),
         new_code_cell(f"""\
 results = pd.read_csv(RESULTS / "table{number}.csv", dtype={{"class_name": str}})
@@ -79,7 +81,8 @@ def overview_notebook() -> nbformat.NotebookNode:
         new_markdown_cell("# RefineNet reproduction: overview\n\nOne line per measured table row: the paper's "
                           "number beside ours, with the profile and data that produced it. Open the per-table "
                           "notebooks for plots and details. The efficiency benchmark (`nox -s bench`) is "
-                          "summarised in `results/efficiency.md`."),
+                          "summarised in `results/efficiency.md`. Every setting where our protocol differs "
+                          f"from the authors' is listed in [{PROTOCOL_DOC}](../{PROTOCOL_DOC})."),
         new_code_cell(SETUP),
         new_code_cell("""\
 frames = [pd.read_csv(p, dtype={"class_name": str}) for p in sorted(RESULTS.glob("table*.csv"))]

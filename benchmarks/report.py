@@ -7,6 +7,7 @@ Every title says which profile and which data (stand-in or real) produced the nu
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.tables import TABLES  # noqa: E402
+from benchmarks.tables import PROTOCOL_DOC, TABLES  # noqa: E402
 from refinenet.atomic import atomic_path, write_text_atomic  # noqa: E402
 
 COLUMNS = [
@@ -46,6 +47,9 @@ def markdown(number: int, frame: pd.DataFrame) -> str:
                   "with the paper's.", ""]
     if table.note:
         lines += [table.note, ""]
+    if table.remark:
+        lines += [f"**{table.remark}**", ""]
+    lines += [f"Where our protocol differs from the authors': [{PROTOCOL_DOC}](../{PROTOCOL_DOC}).", ""]
     summary = frame[frame["class_name"].fillna("") == ""]
     metrics = list(dict.fromkeys(summary["metric"]))
     header = ["row", "dataset", "msc", "crf"] + [f"{METRIC_NAMES[m]} {kind}" for m in metrics
@@ -108,7 +112,8 @@ def plot(number: int, frame: pd.DataFrame, path: Path) -> None:
         labels = [f"{r.row}\n{METRIC_NAMES[r.metric]}" for r in summary.itertuples()]
         fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(labels)), 4))
         _bars(ax, labels, list(summary["paper_value"]), list(summary["measured_value"]), "paper vs measured")
-    fig.suptitle(f"Table {number}: {table.title}\n({provenance(frame)})", fontsize=10)
+    remark = "\n" + textwrap.fill(table.remark, 110) if table.remark else ""
+    fig.suptitle(f"Table {number}: {table.title}\n({provenance(frame)}){remark}", fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

@@ -51,7 +51,7 @@ class Profile:
 
 
 PROFILES = {
-    # released evaluation code: scales 0.4-1.2 averaged (official-recipe.md)
+    # released evaluation code: scales 0.4-1.2 averaged (guosheng/refinenet main/demo_predict_mscale_<dataset>.m)
     "paper": Profile("paper", "paper", PAPER_SCALES, None),
     # ours: small enough that every table finishes in minutes on 2 CPU cores
     "standin": Profile("standin", "standin", (0.75, 1.0, 1.25), {"train": 48, "val": 12, "size": (120, 160)}),

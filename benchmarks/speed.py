@@ -7,8 +7,9 @@ rotating), so clock changes and other load hit them alike; `speed_vs_peer` is th
 time over the setting's (>1: faster than the peer).
 
 A step is the paper recipe's (refinenet/recipe.py): one crop, batch 1, frozen batch norm, dropout,
-the model's 1/4-resolution scores upsampled bilinearly, cross-entropy without void pixels, SGD with
-momentum 0.9, weight decay 5e-4 and the two learning rates (refinenet/train.py's functions).
+the crop rescaled by the recipe's input scale (1.2), cross-entropy of the 1/4-resolution scores against
+labels shrunk to them, without void pixels (refinenet/loss.py), SGD with momentum 0.9, weight decay
+5e-4 and the two learning rates (refinenet/train.py's build_optimizer).
 
 Beside it, the FLOP/s of a large fp32 matmul on the same device and threads (the machine's practical
 limit) and each setting's achieved FLOP/s (FlopCounterMode's convolution / matmul count of a training
@@ -53,8 +54,9 @@ from refinenet.fastpath import (  # noqa: E402
     precision_name,
     prepare_input,
 )
+from refinenet.loss import segmentation_loss, training_scores  # noqa: E402
 from refinenet.recipe import get_recipe  # noqa: E402
-from refinenet.train import build_optimizer, forward_scores, segmentation_loss  # noqa: E402
+from refinenet.train import build_optimizer  # noqa: E402
 
 PEER = "peer"
 # how efficiency.csv names these settings (its "setting" column)
@@ -135,7 +137,7 @@ def time_training_steps(name: str, size: int, settings: dict[str, tuple[FastPath
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         with autocast(fast, device):
-            scores = forward_scores(model, x)
+            scores = training_scores(model, x, recipe.input_scale, recipe.loss_at)
         segmentation_loss(scores, labels).backward()
         optimizer.step()
         _sync(device)

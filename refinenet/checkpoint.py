@@ -17,7 +17,7 @@ import torch
 
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from refinenet.model import RefineNet, RefineNetConfig
-from refinenet.released import load_released
+from refinenet.released import RELEASED_INPUT_SCALE, RELEASED_SHORT_EDGE_CLAMP, load_released
 
 FORMAT = "refinenet-checkpoint-v1"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -69,8 +69,10 @@ def load_model(path: str | Path, map_location="cpu"):
 
     metadata: `dataset` (name or None), `class_names`, `palette`, `train_config` (or None),
     `source` ("ours" / "released"), and how the model expects its input: `mean` and `std` of the
-    normalisation and `input_scale` (the training run's values; ImageNet statistics and 1.0 for
-    released checkpoints).
+    normalisation, `input_scale` and `short_edge_clamp` (whether the test-time short-edge clamp of
+    the dataset applies). Ours: the training run's values (a checkpoint from before the clamp
+    existed: off). Released: the authors' test pipeline (clamp on, input scale 1.2) with ImageNet
+    statistics.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,7 +89,8 @@ def load_model(path: str | Path, map_location="cpu"):
                 f"{path} is neither a refinenet training checkpoint nor a released RefineNet .pth.tar: {err}"
             ) from err
         meta = {"source": "released", "dataset": None, "class_names": None, "palette": None, "train_config": None,
-                "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_scale": 1.0}
+                "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_scale": RELEASED_INPUT_SCALE,
+                "short_edge_clamp": RELEASED_SHORT_EDGE_CLAMP}
         return model, meta
     model = RefineNet(RefineNetConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
@@ -104,5 +107,6 @@ def load_model(path: str | Path, map_location="cpu"):
         "mean": tuple(recipe.get("mean", IMAGENET_MEAN)),
         "std": tuple(recipe.get("std", IMAGENET_STD)),
         "input_scale": train_config.get("input_scale") or 1.0,
+        "short_edge_clamp": bool(train_config.get("short_edge_clamp", False)),
     }
     return model.to(map_location).eval(), meta

@@ -94,7 +94,7 @@ def _argparse_keywords(field: dataclasses.Field, hint, prefix: str) -> dict:
         return keywords
     if typing.get_origin(kinds[0]) in (Sequence, list, tuple):
         kinds, _ = _without_none(typing.get_args(kinds[0])[0])
-        keywords["nargs"] = "+"
+        keywords.setdefault("nargs", "+")  # a field may ask for a fixed count (nargs=2)
     keywords.setdefault("type", Path if Path in kinds else kinds[0])
     return keywords
 

@@ -17,7 +17,8 @@ from refinenet.checkpoint import CheckpointError
 from refinenet.cli_options import option, positive_float, positive_int
 from refinenet.fastpath import AMP_MODES
 from refinenet.inference import TILE_OVERLAP, CRFParams
-from refinenet.model import BACKBONES, BLOCK_LAYOUTS, POOL_ORDERS, VARIANTS, RefineNetConfig
+from refinenet.loss import LOSS_AT
+from refinenet.model import BACKBONES, BLOCK_LAYOUTS, NEW_LAYER_INITS, POOL_ORDERS, VARIANTS, RefineNetConfig
 from refinenet.recipe import LR_SCHEDULES, RECIPES, default_pooling_blocks, get_recipe
 
 # How `evaluate` writes predictions: palette PNGs, or the VOC / Cityscapes test servers' layouts.
@@ -68,6 +69,22 @@ def _max_size():
                   "back (cheap, coarser)", type=positive_int)
 
 
+def _short_edge_clamp():
+    return option(None, "clamp the image's short edge into --short-edge before the test scales, as the authors' "
+                  "test scripts do (default: as the checkpoint was trained; released checkpoints: on)")
+
+
+def _short_edge():
+    return option(None, "MIN MAX of that clamp (default: the dataset's, DatasetInfo.test_short_edge, from the "
+                  "authors' demo_predict_mscale_<dataset>.m); giving it turns the clamp on", type=positive_int,
+                  nargs=2, metavar=("MIN", "MAX"))
+
+
+def _eval_input_scale():
+    return option(None, "rescale the network input on top of every test scale (default: the checkpoint's training "
+                  "value; released checkpoints: 1.2, the authors' feature-net scale)", type=positive_float)
+
+
 def _tile():
     return option(None, "large images (e.g. Cityscapes 1024x2048): sliding windows of SIZE x SIZE with overlap, "
                   "probabilities averaged; full resolution with bounded memory", type=positive_int)
@@ -91,6 +108,9 @@ class TrainConfig:
                                         "else 2; paper Sec. 3.2, 4.1, 4.2)")
     block_layout: str = option(RefineNetConfig.block_layout, choices=BLOCK_LAYOUTS)
     pool_order: str = option(RefineNetConfig.pool_order, choices=POOL_ORDERS)
+    new_layer_init: str = option(RefineNetConfig.new_layer_init, "layers outside the ResNet: gaussian = N(0, 0.01^2) "
+                                 "weights and zero biases (released code), pytorch = PyTorch's default",
+                                 choices=NEW_LAYER_INITS)
     backbone_weights: str | None = option(None, "IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT, a .pth path, or none "
                                           "(default: the profile's)")
     # recipe overrides
@@ -105,7 +125,19 @@ class TrainConfig:
     lr_schedule: str | None = option(None, "step (released: fixed, then 0.1x after --lr-drop-at of the run), poly, "
                                      "constant", choices=LR_SCHEDULES)
     lr_drop_at: float | None = option(None, "fraction of the iterations at which step drops")
-    input_scale: float | None = option(None, "rescale the network input (released code: 1.2)")
+    input_scale: float | None = option(None, "rescale the network input, in training and at test (released code: "
+                                       "1.2); stored in the checkpoint")
+    short_edge_clamp: bool | None = option(None, "clamp the short edge as the authors do: training images into "
+                                           "--train-short-edge, test images (evaluation of this checkpoint) into "
+                                           "the dataset's range")
+    train_short_edge: Sequence[int] | None = option(None, "MIN MAX of the training clamp (released: 450 1100)",
+                                                    type=positive_int, nargs=2, metavar=("MIN", "MAX"))
+    class_balanced: bool | None = option(None, "the authors' class-balanced sampling: epochs of images picked "
+                                         "until every class is covered, crops centred on a pixel of a drawn class")
+    pad_crops: bool | None = option(None, "pad images smaller than the crop (else the crop shrinks to the image's "
+                                    "even short edge, as the released code)")
+    loss_at: str | None = option(None, "score_map: loss on the 1/4 score map against nearest-shrunk labels "
+                                 "(released code); input: scores upsampled to the crop", choices=LOSS_AT)
     freeze_batchnorm: bool | None = option(None, "freeze the batch-norm statistics (released code); default: the "
                                            "profile's")
     bn_calibration_batches: int | None = option(None, "estimate the batch-norm statistics on N training batches "
@@ -124,6 +156,8 @@ class TrainConfig:
     seed: int = option(0)
     device: str = _device()
     workers: int = _workers()
+    cache_dir: str | Path | None = option(None, "where the class index of class-balanced sampling is kept "
+                                          "(default: OUT/cache); the dataset root is never written to")
     resume: bool = option(False, "continue from OUT/checkpoint.pt")
     progress: bool = option(True, "no progress bar (the JSONL log is still written)")
 
@@ -147,7 +181,9 @@ class EvalConfig:
     max_size: int | None = _max_size()
     tile: int | None = _tile()
     tile_overlap: float = option(TILE_OVERLAP, "fraction of a tile shared with the next")
-    input_scale: float | None = option(None, "default: the checkpoint's training value (else 1.0)")
+    short_edge_clamp: bool | None = _short_edge_clamp()
+    short_edge: Sequence[int] | None = _short_edge()
+    input_scale: float | None = _eval_input_scale()
     device: str = _device()
     workers: int = _workers()
     progress: bool = option(True, "no progress bar")
@@ -170,6 +206,9 @@ class PredictConfig:
                                  "checkpoints)", choices=data.DATASET_NAMES, metavar="NAME")
     max_size: int | None = _max_size()
     tile: int | None = _tile()
+    short_edge_clamp: bool | None = _short_edge_clamp()
+    short_edge: Sequence[int] | None = _short_edge()
+    input_scale: float | None = _eval_input_scale()
     overlay_alpha: float = option(0.5, "weight of the class colours in the overlay")
     device: str = _device()
 
@@ -190,6 +229,11 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         "lr_schedule": recipe.lr_schedule,
         "lr_drop_at": recipe.lr_drop_at,
         "input_scale": recipe.input_scale,
+        "short_edge_clamp": recipe.short_edge_clamp,
+        "train_short_edge": recipe.train_short_edge,
+        "class_balanced": recipe.class_balanced,
+        "pad_crops": recipe.pad_crops,
+        "loss_at": recipe.loss_at,
         "freeze_batchnorm": recipe.freeze_batchnorm,
         "bn_calibration_batches": recipe.bn_calibration_batches,
         "zero_init_residual": recipe.zero_init_residual,
@@ -201,6 +245,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     filled = {k: v for k, v in defaults.items() if getattr(cfg, k) is None}
     if cfg.iterations is None and cfg.epochs is None:
         filled["iterations"] = recipe.iterations_for(cfg.dataset)
+    if cfg.train_short_edge is not None:
+        filled["train_short_edge"] = tuple(cfg.train_short_edge)
     if cfg.val_split == "none":
         filled["val_split"] = None
     if isinstance(cfg.backbone_weights, str) and cfg.backbone_weights.lower() == "none":
@@ -218,6 +264,9 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         (0 < cfg.lr_drop_at <= 1, f"lr_drop_at must be in (0, 1], got {cfg.lr_drop_at}"),
         (cfg.amp in AMP_MODES, f"--amp must be one of {AMP_MODES}, got {cfg.amp!r}"),
         (cfg.input_scale > 0, f"input_scale must be positive, got {cfg.input_scale}"),
+        (cfg.loss_at in LOSS_AT, f"--loss-at must be one of {LOSS_AT}, got {cfg.loss_at!r}"),
+        (len(cfg.train_short_edge) == 2 and 0 < cfg.train_short_edge[0] <= cfg.train_short_edge[1],
+         f"--train-short-edge takes MIN MAX with 0 < MIN <= MAX, got {list(cfg.train_short_edge)}"),
         (cfg.checkpoint_every > 0 and cfg.log_every > 0, "--checkpoint-every and --log-every must be positive"),
         (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
         (cfg.bn_calibration_batches >= 0, f"--bn-calibration-batches must be >= 0, got {cfg.bn_calibration_batches}"),
@@ -226,6 +275,25 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         if not ok:
             raise ValueError(message)
     return cfg
+
+
+def check_short_edge(short_edge: Sequence[int] | None) -> None:
+    if short_edge is not None and (len(short_edge) != 2 or not 0 < short_edge[0] <= short_edge[1]):
+        raise ValueError(f"--short-edge takes MIN MAX with 0 < MIN <= MAX, got {list(short_edge)}")
+
+
+def eval_short_edge(cfg: EvalConfig | PredictConfig, dataset: str | None, checkpoint_clamps: bool):
+    """The (min, max) short-edge clamp an evaluation or prediction applies, or None: --no-short-edge-clamp
+    wins, then --short-edge, then the checkpoint's setting with the dataset's values (the authors'
+    value for every dataset but Cityscapes where the dataset is unknown)."""
+    clamp = cfg.short_edge_clamp
+    if clamp is None:
+        clamp = cfg.short_edge is not None or checkpoint_clamps
+    if not clamp:
+        return None
+    if cfg.short_edge is not None:
+        return tuple(cfg.short_edge)
+    return data.dataset_info(dataset).test_short_edge if dataset else data.dataset_info("voc2012").test_short_edge
 
 
 def check_eval_config(cfg: EvalConfig) -> None:
@@ -248,6 +316,7 @@ def check_eval_config(cfg: EvalConfig) -> None:
         raise ValueError(f"--amp must be one of {AMP_MODES}, got {cfg.amp!r}")
     if not 0 <= cfg.tile_overlap < 1:
         raise ValueError(f"--tile-overlap must be in [0, 1), got {cfg.tile_overlap}")
+    check_short_edge(cfg.short_edge)
 
 
 def check_predict_config(cfg: PredictConfig) -> None:
@@ -258,5 +327,6 @@ def check_predict_config(cfg: PredictConfig) -> None:
         raise FileNotFoundError(f"image(s) not found: {', '.join(missing)}")
     if cfg.dataset is not None:
         data.dataset_info(cfg.dataset)  # a clear error for an unknown name
+    check_short_edge(cfg.short_edge)
     if not Path(cfg.checkpoint).is_file():
         raise CheckpointError(f"checkpoint {cfg.checkpoint} does not exist")

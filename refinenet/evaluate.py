@@ -1,10 +1,12 @@
 """Evaluation: `evaluate(EvalConfig) -> dict`, which `refinenet evaluate` runs.
 
 Scores as in the paper (Sec. 4): IoU per class, mean IoU, pixel accuracy and mean accuracy from one
-confusion matrix over the split (void = 255 left out, official-recipe.md). Multi-scale testing
-averages the softmax of every scale (Sec. 4); optional flip and dense CRF (Table 4); large images
-are tiled or downscaled (`refinenet.inference.image_probs`). Under torchrun every process scores its
-share of the images; the confusion matrices are summed.
+confusion matrix over the split (void = 255 left out), plus the authors' mean IoU over the classes
+present in the ground truth (`miou_present`). Each image is resized as in the authors' test
+pipeline (short-edge clamp, then every test scale times the model's input scale; docs/protocol.md);
+multi-scale testing averages the softmax of every scale (Sec. 4); optional flip and dense CRF
+(Table 4); large images are tiled or downscaled (`refinenet.inference.image_probs`). Under torchrun
+every process scores its share of the images; the confusion matrices are summed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tqdm import tqdm
 from refinenet import data
 from refinenet.atomic import save_png, write_text_atomic
 from refinenet.checkpoint import CheckpointError, load_model
-from refinenet.config import EvalConfig, check_eval_config
+from refinenet.config import EvalConfig, check_eval_config, eval_short_edge
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 from refinenet.fastpath import apply_fast_path, autocast, choose_fast_path, precision_name
 from refinenet.inference import TILE_OVERLAP, CRFParams, dense_crf, image_probs
@@ -94,6 +96,7 @@ def _summed_scores(matrix: ConfusionMatrix, class_names, device: torch.device) -
     scores = matrix.compute()
     return {
         "miou": scores["miou"],
+        "miou_present": scores["miou_present"],  # the authors' mean: classes in the ground truth only
         "pixel_acc": scores["pixel_acc"],
         "mean_acc": scores["mean_acc"],
         "per_class_iou": dict(zip(class_names, scores["iou"])),
@@ -114,6 +117,7 @@ def evaluate_dataset(
     max_size: int | None = None,
     tile: int | None = None,
     tile_overlap: float = TILE_OVERLAP,
+    short_edge: tuple[int, int] | None = None,
     input_scale: float = 1.0,
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
@@ -124,17 +128,18 @@ def evaluate_dataset(
 ) -> dict | None:
     """Score `dataset` (a SegmentationFiles without transform) and/or save its predictions.
 
-    Returns the metrics dict on rank 0 (None elsewhere); for a split without labels, a dict
-    without scores. The model's train / eval mode is restored afterwards.
+    `short_edge` = (min, max) clamps each image's short edge before the scales (None: the stored size);
+    `input_scale` multiplies every scale. Returns the metrics dict on rank 0 (None elsewhere); for a
+    split without labels, a dict without scores. The model's train / eval mode is restored afterwards.
     """
     was_training = model.training
     model.eval()
     matrix = ConfusionMatrix(dataset.info.num_classes, ignore_index=dataset.info.ignore_index)
-    run_scales = [s * input_scale for s in scales]
     show = progress and rank_and_world()[0] == 0
     for index, image, label in tqdm(_shard_loader(dataset, mean, std, workers), disable=not show, desc="evaluate",
                                     unit="img"):
-        probs = image_probs(model, image.to(device), run_scales, flip, max_size, tile, tile_overlap)[0]
+        probs = image_probs(model, image.to(device), scales, flip, max_size, tile, tile_overlap, short_edge=short_edge,
+                            input_scale=input_scale)[0]
         if crf_params is not None:
             raw, _ = dataset.load(int(index))
             pred = torch.from_numpy(dense_crf(raw, probs, crf_params)).to(device)
@@ -154,6 +159,7 @@ def evaluate_dataset(
         "data_kind": dataset.data_kind,
         "num_images": len(dataset),
         "scales": list(scales),
+        "short_edge": None if short_edge is None else list(short_edge),  # the test-time clamp applied
         "input_scale": input_scale,
         "flip": flip,
         "crf": None if crf_params is None else vars(crf_params).copy(),
@@ -208,6 +214,7 @@ def evaluate(cfg: EvalConfig) -> dict:
             f"{dataset.info.num_classes}"
         )
     input_scale = cfg.input_scale or meta["input_scale"]
+    short_edge = eval_short_edge(cfg, cfg.dataset, meta["short_edge_clamp"])
     save_dir = cfg.save_predictions
     if save_dir is None and (cfg.format != "palette" or not dataset.has_labels):
         if cfg.out is None:
@@ -223,7 +230,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     with autocast(fast, device):
         result = evaluate_dataset(
             model, dataset, device, scales=cfg.scales, flip=cfg.flip, crf_params=cfg.crf_params if cfg.crf else None,
-            max_size=cfg.max_size, tile=cfg.tile, tile_overlap=cfg.tile_overlap, input_scale=input_scale,
+            max_size=cfg.max_size, tile=cfg.tile, tile_overlap=cfg.tile_overlap, short_edge=short_edge,
+            input_scale=input_scale,
             mean=meta["mean"], std=meta["std"], save_dir=save_dir, fmt=cfg.format, workers=cfg.workers,
             progress=cfg.progress,
         )
@@ -242,13 +250,17 @@ def evaluate(cfg: EvalConfig) -> dict:
 
 
 def format_result(result: dict) -> str:
+    clamp = result.get("short_edge")
     lines = [f"{result['dataset']} {result['split']} ({result['data_kind']} data, {result['num_images']} images, "
-             f"scales {result['scales']}, flip {result['flip']}, crf {'on' if result['crf'] else 'off'})"]
+             f"short edge {'clamped to ' + str(clamp) if clamp else 'as stored'}, input scale "
+             f"{result.get('input_scale', 1.0)}, scales {result['scales']}, flip {result['flip']}, "
+             f"crf {'on' if result['crf'] else 'off'})"]
     if "miou" not in result:
         lines.append(f"split has no labels: predictions written to {result['predictions']}, no scores")
         return "\n".join(lines)
-    lines.append(f"mean IoU {result['miou']:.4f}  pixel acc {result['pixel_acc']:.4f}  "
-                 f"mean acc {result['mean_acc']:.4f}")
+    present = result.get("miou_present", math.nan)
+    lines.append(f"mean IoU {result['miou']:.4f} (over classes in the ground truth: {present:.4f})  "
+                 f"pixel acc {result['pixel_acc']:.4f}  mean acc {result['mean_acc']:.4f}")
     for name, iou in result["per_class_iou"].items():
         lines.append(f"  {name:<20} {'-' if math.isnan(iou) else f'{iou:.4f}'}")
     return "\n".join(lines)

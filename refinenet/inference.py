@@ -1,6 +1,8 @@
 """Prediction: single- and multi-scale (Sec. 4, "we average the predictions on the same image
 across different scales"), optional horizontal flip, and dense-CRF post-processing (Table 4).
 
+`image_probs` first resizes the image as the authors' test scripts do: its short edge clamped into the
+dataset's range (`DatasetInfo.test_short_edge`), then the test scales and the model's input scale.
 Large images (Cityscapes is 1024x2048) have two memory-bounded modes in `image_probs`:
 * `tile`: sliding windows of tile x tile pixels overlapping by `tile_overlap`; the probabilities of
   overlapping windows are averaged. Full-resolution result, memory set by the tile size.
@@ -19,10 +21,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# The released evaluation code's scale sets (official-recipe.md, `demo_predict_mscale_*.m`).
+from refinenet.data.transforms import short_edge_factor
+
+# The released evaluation code's scale sets (guosheng/refinenet main/demo_predict_mscale_<dataset>.m).
 PAPER_SCALES = (0.4, 0.6, 0.8, 1.0, 1.2)
 PAPER_SCALES_SHORT = (0.6, 0.8, 1.0)
 TILE_OVERLAP = 1 / 3  # ours: a third of a tile shared with the next
+
+
+def scaled_size(height: int, width: int, factor: float) -> tuple[int, int]:
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def rescale(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of an N x C x H x W batch to `size`, antialiased when shrinking: the released code
+    resizes with MATLAB's imresize, which smooths before it shrinks."""
+    size = tuple(size)
+    if size == tuple(x.shape[-2:]):
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
 @torch.inference_mode()
@@ -32,8 +50,8 @@ def predict_probs(
     """Class probabilities at the image size, averaged over scales (and flips).
 
     `image`: a normalised N x 3 x H x W batch of any size. At each scale the image is resized
-    (bilinear), the model's scores are resized back to H x W, turned into softmax probabilities
-    and averaged with equal weight.
+    (bilinear, antialiased when shrinking), the model's scores are resized back to H x W, turned
+    into softmax probabilities and averaged with equal weight.
     """
     if image.ndim != 4:
         raise ValueError(f"expected an N x 3 x H x W batch, got shape {tuple(image.shape)}")
@@ -42,10 +60,7 @@ def predict_probs(
     height, width = image.shape[-2:]
     total, count = None, 0
     for scale in scales:
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        x = image
-        if size != (height, width):
-            x = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+        x = rescale(image, scaled_size(height, width, scale))
         for flipped in (False, True) if flip else (False,):
             scores = model(x.flip(-1) if flipped else x)
             if flipped:
@@ -90,6 +105,16 @@ def tiled_probs(model: nn.Module, image: torch.Tensor, tile: int, overlap: float
     return total / hits
 
 
+def base_factor(height: int, width: int, short_edge: tuple[int, int] | None = None,
+                max_size: int | None = None) -> float:
+    """How an image is resized before the test scales: its short edge clamped into `short_edge` (the
+    authors' test scripts), then its long side capped at `max_size`."""
+    factor = short_edge_factor(height, width, short_edge)
+    if max_size and max(height, width) * factor > max_size:
+        factor = max_size / max(height, width)
+    return factor
+
+
 def image_probs(
     model: nn.Module,
     image: torch.Tensor,
@@ -98,35 +123,34 @@ def image_probs(
     max_size: int | None = None,
     tile: int | None = None,
     tile_overlap: float = TILE_OVERLAP,
+    *,
+    short_edge: tuple[int, int] | None = None,
+    input_scale: float = 1.0,
 ) -> torch.Tensor:
-    """Class probabilities (1 x C x H x W) of one normalised image (1 x 3 x H x W), averaged over scales."""
+    """Class probabilities (1 x C x H x W) of one normalised image (1 x 3 x H x W), averaged over scales.
+
+    The network sees the image at `base_factor(...) x scale x input_scale` for every test scale: the
+    short-edge clamp (None: off) and the `max_size` cap first, as the released code clamps before its
+    test scales, and the model's input scale (released: 1.2) on top, as its feature net does.
+    """
     height, width = image.shape[-2:]
-    x = image
-    if max_size and max(height, width) > max_size:
-        factor = max_size / max(height, width)
-        size = (max(1, round(height * factor)), max(1, round(width * factor)))
-        x = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
-    if tile:
-        total = None
-        for scale in scales:
-            xs = x
-            if scale != 1.0:
-                size = (max(1, round(x.shape[-2] * scale)), max(1, round(x.shape[-1] * scale)))
-                xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-            p = tiled_probs(model, xs, tile, tile_overlap, flip)
-            p = F.interpolate(p, size=(height, width), mode="bilinear", align_corners=False)
-            total = p if total is None else total + p
-        return total / len(scales)
-    probs = predict_probs(model, x, scales, flip)
-    if probs.shape[-2:] != (height, width):
-        probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
-    return probs
+    base = base_factor(height, width, short_edge, max_size) * input_scale
+    run_scales = [scale * base for scale in scales]
+    if not tile:
+        return predict_probs(model, image, run_scales, flip)
+    total = None
+    for scale in run_scales:
+        p = tiled_probs(model, rescale(image, scaled_size(height, width, scale)), tile, tile_overlap, flip)
+        p = F.interpolate(p, size=(height, width), mode="bilinear", align_corners=False)
+        total = p if total is None else total + p
+    return total / len(run_scales)
 
 
 @dataclass(frozen=True)
 class CRFParams:
     """Fully connected CRF [27] settings. The paper does not publish its values and the released
-    code has no implementation (official-recipe.md), so the defaults are the common pydensecrf
+    code has no implementation (main/gen_net_opts_model_type1.m sets `eva_densecrf_postprocess=false`;
+    turning it on reaches `error('TODO')`), so the defaults are the common pydensecrf
     choices; `DEEPLAB_CRF` holds DeepLab's published ones [5]."""
 
     iterations: int = 5

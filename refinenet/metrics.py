@@ -1,4 +1,10 @@
-"""Segmentation scores accumulated over a whole dataset, as in FCN [36] (the paper's metrics, Sec. 4)."""
+"""Segmentation scores accumulated over a whole dataset, as in FCN [36] (the paper's metrics, Sec. 4).
+
+Mean IoU comes two ways: `miou` as FCN computes it (every class with a pixel in the target or the
+prediction), and `miou_present` as the authors' released code does (`main/seg_eva_gen_result_from_con_mat.m`:
+only classes present in the ground truth of the split). They differ when a class absent from the
+split's ground truth is predicted somewhere: FCN counts its IoU of 0, the authors leave it out.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,8 @@ class ConfusionMatrix:
     Pixels whose target is `ignore_index` are left out. Counting runs with `bincount` on the
     device the label maps live on; `compute()` gives per-class IoU, mean IoU, pixel accuracy and
     mean (per-class) accuracy. A class with no pixels in target or prediction has NaN IoU and is
-    left out of the means; a class predicted but absent from the target has IoU 0.
+    left out of the means; a class predicted but absent from the target has IoU 0 (counted in
+    `miou`, left out of `miou_present`).
     """
 
     def __init__(self, num_classes: int, ignore_index: int = 255):
@@ -56,9 +63,11 @@ class ConfusionMatrix:
         iou = torch.where(union > 0, diag / union.clamp(min=1), nan)
         acc = torch.where(in_target > 0, diag / in_target.clamp(min=1), nan)
         total = in_target.sum()
+        present = in_target > 0
         return {
             "iou": iou.cpu().tolist(),
             "miou": float(torch.nanmean(iou)) if (union > 0).any() else float("nan"),
+            "miou_present": float(iou[present].mean()) if present.any() else float("nan"),
             "pixel_acc": float(diag.sum() / total) if total > 0 else float("nan"),
             "mean_acc": float(torch.nanmean(acc)) if (in_target > 0).any() else float("nan"),
             "class_acc": acc.cpu().tolist(),

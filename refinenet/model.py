@@ -1,8 +1,9 @@
 """RefineNet (Lin et al., CVPR 2017), the whole model in one file.
 
-Section and figure numbers refer to the paper (`shared/paper/refinenet-cvpr2017.md`). Where the
-paper's text and the authors' released code / weights differ, both are supported and the
-released behaviour is the default, because it is what the authors trained and published:
+Section and figure numbers refer to the paper (Lin et al., CVPR 2017). Where the paper's text and
+the authors' released code (`guosheng/refinenet`, folder `main/`) or weights differ, both are
+supported and the released behaviour is the default, because it is what the authors trained and
+published:
 
 * `block_layout="released"` (default): each ResNet input path gets 2 RCUs, the path coming from
   the previous RefineNet block gets none, and every block ends with 3 RCUs. `"paper"`: every input
@@ -12,10 +13,13 @@ released behaviour is the default, because it is what the authors trained and pu
   is max-pool then conv; `"conv_pool"` is the "improved" variant of the released training code.
 * `pooling_blocks`: the paper's default is 2 (Sec. 3.2, also the released training config);
   VOC and Person-Part use 4 (Sec. 4.1, 4.2) and so do the released checkpoints; 0 ablates
-  chained residual pooling (Table 2).
+  chained residual pooling (Table 2): the block is then the identity, its ReLU included.
 * `dropout=0.5` on the outputs of ResNet block-3 and block-4 and before the classifier: not in
   the paper, present in the released model definition. Its mask does not depend on the memory
   format (`LayoutIndependentDropout`), so NCHW and channels_last runs drop the same units.
+* `new_layer_init="gaussian"`: every layer outside the ResNets (classifier included) starts from
+  N(0, 0.01^2) weights and zero biases, as the released code (`main/My_net_util.m`,
+  `add_conv_layer_dagnn`); `"pytorch"` keeps PyTorch's default initialisation.
 
 Cascade variants (Sec. 4.3, Table 9) follow the released code's `path_group_ids`: ResNet outputs
 are grouped into RefineNet blocks, coarsest group first; every block after the first also takes
@@ -47,15 +51,23 @@ CASCADES: dict[str, tuple[tuple[int, ...], ...]] = {
     "2-cascaded": ((4, 3), (2, 1)),
     "single": ((4, 3, 2, 1),),  # one block fusing all four ResNet outputs
 }
-# Named variants of Table 9 = a cascade and the image scales fed to independent ResNets.
+# Named variants of Table 9 = a cascade and the scales, relative to the model's input, at which
+# independent ResNets see it.
 VARIANTS: dict[str, tuple[str, tuple[float, ...]]] = {
     "single": ("single", (1.0,)),
     "2-cascaded": ("2-cascaded", (1.0,)),
     "4-cascaded": ("4-cascaded", (1.0,)),
     # "the input image is scaled to a factor of 1.2 and 0.6 and fed into 2 independent 4-cascaded
-    # ResNets" (Sec. 4.3); block k fuses level k of both (released code: path_group_ids [1 2 3 4 1 2 3 4]).
-    "4-cascaded-2-scale": ("4-cascaded", (1.2, 0.6)),
+    # ResNets" (Sec. 4.3): in the released code (`main/gen_net_opts_model_type1.m`, the commented
+    # `gen_featnet_config_resnet_custom(..., 0.6, ...)` / `(..., 1.2, ...)` lines) 1.2 is the feature
+    # net's input scale that every variant shares, so the two ResNets see (1, 0.5) x the input scale
+    # (`--input-scale`, applied to the image before the model). Block k fuses level k of both
+    # (`path_group_ids [1 2 3 4 1 2 3 4]`).
+    "4-cascaded-2-scale": ("4-cascaded", (1.0, 0.5)),
 }
+# How the layers outside the ResNets start (see the module docstring).
+NEW_LAYER_INITS = ("gaussian", "pytorch")
+NEW_LAYER_STD = 0.01  # main/My_net_util.m: `0.01 * randn(...)` filters, zero biases
 
 
 def conv3x3(in_channels: int, out_channels: int, bias: bool) -> nn.Conv2d:
@@ -141,7 +153,11 @@ class ChainedResidualPooling(nn.Module):
         self.inplace = False  # memory-lean mode: accumulate the sum in place after the first block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The one ReLU of the block (Sec. 3.3); with 0 pooling blocks (Table 2's ablation) it stays.
+        if not self.convs:
+            # Table 2's ablation: without pooling stages the released block returns before its ReLU
+            # (main/gen_network_pool_block.m: `if ~refine_config.use_chained_pool return`): identity.
+            return x
+        # The one ReLU of the block (Sec. 3.3).
         x = F.relu(x)
         top = x
         for i, conv in enumerate(self.convs):
@@ -213,6 +229,9 @@ class RefineNetConfig:
     top_features: int = 512  # filters of paths from ResNet block-4 (RefineNet-4, Sec. 3.2)
     dropout: float = 0.5  # released model definition; 0 disables
     freeze_batchnorm: bool = True  # released training code: batch-norm statistics frozen ("global")
+    # Layers outside the ResNets: "gaussian" = N(0, 0.01^2) weights, zero biases (released code);
+    # "pytorch" (or None) = PyTorch's default initialisation.
+    new_layer_init: str | None = "gaussian"
     # Memory-lean training (no effect on the numbers): recompute every RefineNet block, and every ResNet
     # stage when batch norm is frozen, in the backward pass (activation checkpointing), and use in-place
     # ops where no backward needs the overwritten tensor.
@@ -225,6 +244,10 @@ class RefineNetConfig:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.block_layout not in BLOCK_LAYOUTS:
             raise ValueError(f"block_layout must be one of {BLOCK_LAYOUTS}, got {self.block_layout!r}")
+        if self.new_layer_init is None:
+            object.__setattr__(self, "new_layer_init", "pytorch")
+        if self.new_layer_init not in NEW_LAYER_INITS:
+            raise ValueError(f"new_layer_init must be one of {NEW_LAYER_INITS}, got {self.new_layer_init!r}")
         if self.pooling_blocks < 0 or self.num_classes < 1:
             raise ValueError("pooling_blocks must be >= 0 and num_classes >= 1")
 
@@ -241,7 +264,7 @@ class RefineNet(nn.Module):
     """Fig. 2(c): ResNet(s) refined by cascaded RefineNet blocks, then a 3x3 classifier.
 
     `model(x)` returns class scores at the input size; `model(x, upsample=False)` the score map
-    the classifier produces (1/4 of the input, or 1.2/4 for the 2-scale variant).
+    the classifier produces (1/4 of the input).
     """
 
     def __init__(self, config: RefineNetConfig):
@@ -280,6 +303,18 @@ class RefineNet(nn.Module):
         for module in self.blocks.modules():
             if isinstance(module, (ResidualConvUnit, MultiResolutionFusion, ChainedResidualPooling)):
                 module.inplace = config.memory_lean
+        if config.new_layer_init == "gaussian":
+            self._init_new_layers()
+
+    def _init_new_layers(self) -> None:
+        """N(0, 0.01^2) weights and zero biases for every conv outside the ResNets (main/My_net_util.m,
+        `add_conv_layer_dagnn`; the classifier too: main/gen_network_loss_group.m)."""
+        backbone = {id(m) for m in self.backbones.modules()}
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d) and id(module) not in backbone:
+                nn.init.normal_(module.weight, mean=0.0, std=NEW_LAYER_STD)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def _recompute(self, function, *args):
         """Memory-lean mode while gradients are recorded: keep only `function`'s inputs and run it again
@@ -305,7 +340,9 @@ class RefineNet(nn.Module):
     def forward(self, x: torch.Tensor, upsample: bool = True) -> torch.Tensor:
         features = []
         for scale, backbone in zip(self.config.input_scales, self.backbones):
-            xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+            # antialiased when shrinking, as the released code's imresize (the 2-scale variant's 0.5)
+            xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False,
+                                                      antialias=scale < 1.0)
             levels = self._backbone_levels(backbone, xs)
             levels[2], levels[3] = self.dropout(levels[2]), self.dropout(levels[3])
             features.append(levels)

@@ -16,7 +16,7 @@ from PIL import Image
 from refinenet import data
 from refinenet.atomic import save_png
 from refinenet.checkpoint import CheckpointError, load_model
-from refinenet.config import PredictConfig, check_predict_config
+from refinenet.config import PredictConfig, check_predict_config, eval_short_edge
 from refinenet.data.common import voc_colormap
 from refinenet.data.transforms import EvalTransform
 from refinenet.inference import image_probs
@@ -42,7 +42,9 @@ def predict(cfg: PredictConfig) -> list[Path]:
     model, meta = load_model(cfg.checkpoint, map_location=device)
     palette = _palette(meta, cfg.dataset, model.config.num_classes)
     transform = EvalTransform(meta["mean"], meta["std"])
-    scales = [s * meta["input_scale"] for s in cfg.scales]
+    # as evaluate: the short-edge clamp of the checkpoint's dataset, then the scales x the input scale
+    short_edge = eval_short_edge(cfg, cfg.dataset or meta["dataset"], meta["short_edge_clamp"])
+    input_scale = cfg.input_scale or meta["input_scale"]
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -51,7 +53,8 @@ def predict(cfg: PredictConfig) -> list[Path]:
         with Image.open(path) as im:
             rgb = np.array(im.convert("RGB"))
         image, _ = transform(rgb, np.zeros(rgb.shape[:2], dtype=np.int64))
-        probs = image_probs(model, image[None].to(device), scales, cfg.flip, cfg.max_size, cfg.tile)
+        probs = image_probs(model, image[None].to(device), cfg.scales, cfg.flip, cfg.max_size, cfg.tile,
+                            short_edge=short_edge, input_scale=input_scale)
         labels = probs[0].argmax(0).cpu().numpy().astype(np.uint8)
         label_path = out / f"{path.stem}_labels.png"
         save_png(label_path, labels, palette)

@@ -1,7 +1,8 @@
 """The training recipe, one dataclass per profile; every hyper-parameter is set in ONE place.
 
-Sources: "paper" = shared/paper/refinenet-cvpr2017.md; "released" = the authors' MatConvNet code as
-summarised in shared/reference/official-recipe.md; "ours" = our choice, with the reason.
+Sources: "paper" = the paper (Lin et al., CVPR 2017); "released" = the authors' MatConvNet code,
+guosheng/refinenet, folder `main/` (the file is named where it matters); "ours" = our choice, with the
+reason. docs/protocol.md lists every setting with the authors' value, ours and the switch.
 
 * `paper`: the published recipe, for real data on a GPU.
 * `standin`: the same architecture and code path sized for a 2-core CPU and synthetic stand-in data
@@ -22,26 +23,27 @@ LR_SCHEDULES = ("step", "poly", "constant")
 
 @dataclass(frozen=True)
 class PaperRecipe:
-    """The paper's recipe (Sec. 4) completed by the released code (official-recipe.md)."""
+    """The paper's recipe (Sec. 4) completed by the released code (guosheng/refinenet, docs/protocol.md)."""
 
     name: str = "paper"
-    # released (demo_refinenet_train.m): 400x400 crops; Cityscapes 600x600 (see `crop_size_for`).
+    # released (main/demo_refinenet_train.m): 400x400 crops; Cityscapes 600x600 (see `crop_size_for`).
     crop_size: int = 400
     cityscapes_crop_size: int = 600
     # released: one image per iteration.
     batch_size: int = 1
-    # ours: the released code trains "until the validation score is stable" (about 3 days on a Titan X
-    # for VOC train, official-recipe.md); 1000-2000 sampled images make one of its epochs. 100k
-    # iterations at batch 1 is ~50-100 of those epochs. Override with --iterations / --epochs.
+    # ours: the released code trains "until the performance gets stable on the validation set" (about 3
+    # days on a Titan X for VOC train, main/demo_refinenet_train.m); 1000-2000 sampled images make one of
+    # its epochs. 100k iterations at batch 1 is ~50-100 of those epochs. Override with --iterations / --epochs.
     iterations: int = 100_000
-    # released (gen_net_opts_model_type1.m): SGD, momentum 0.9, weight decay 5e-4.
+    # released (main/gen_net_opts_model_type1.m): SGD, momentum 0.9, weight decay 5e-4.
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    # released: 5e-4 for the new RefineNet layers, 0.1x (5e-5) for the pretrained ResNet.
+    # released (main/demo_refinenet_train.m; `input_featnet_lr_multiplier` in main/gen_net_opts_model_type1.m):
+    # 5e-4 for the new RefineNet layers, 0.1x (5e-5) for the pretrained ResNet.
     lr: float = 5e-4
     backbone_lr_mult: float = 0.1
     # released: a fixed learning rate, then training continues from a chosen snapshot at 0.1x
-    # (demo_refinenet_train_reduce_learning_rate.m); no polynomial decay. "poly" is offered as an option.
+    # (main/demo_refinenet_train_reduce_learning_rate.m); no polynomial decay. "poly" is offered as an option.
     lr_schedule: str = "step"
     # ours: the authors picked the drop point by watching validation; we drop after this fraction.
     lr_drop_at: float = 0.75
@@ -53,9 +55,23 @@ class PaperRecipe:
     # (released draws the scale from {0.7, 0.8, ..., 1.3}; we draw uniformly from the range.)
     scale_range: tuple[float, float] = (0.7, 1.3)
     hflip: bool = True
-    # Not reproduced (documented deviations): the released code clamps the short edge to [450, 1100]
-    # before augmenting and samples images and crop positions class-balanced ("class_sample"); we use
-    # the images as stored, a uniform shuffle per epoch and uniform random crops.
+    # released (main/demo_refinenet_train.m, applied in main/my_get_batch_ds_info.m): the short edge of
+    # every training image is first clamped into [450, 1100]; `short_edge_clamp` also turns on the
+    # dataset's test-time clamp (DatasetInfo.test_short_edge) when this run's checkpoint is evaluated.
+    short_edge_clamp: bool = True
+    train_short_edge: tuple[int, int] = (450, 1100)
+    # released ('class_sample' in main/gen_net_opts_model_type1.m): an epoch is 1000-2000 images picked
+    # until every class has been seen in 100 of them (main/my_epoch_run_config.m), and each crop is
+    # centred on a random pixel of a class drawn from those in the image (main/batch_do_data_crop.m).
+    class_balanced: bool = True
+    images_per_class: int = 100
+    epoch_images: tuple[int, int] = (1000, 2000)
+    # released (main/batch_do_data_crop.m): an image smaller than the crop gets a smaller square crop
+    # (its even short edge), never padding. True pads it to the crop (mean colour, void label).
+    pad_crops: bool = False
+    # released (main/cnn_layer_dense_softmaxloss_forward.m): the loss compares the 1/4 score map with the
+    # label map shrunk to it by nearest neighbour. "input" upsamples the scores to the label's size instead.
+    loss_at: str = "score_map"
     # released: batch-norm statistics frozen ("global" moments) while fine-tuning.
     freeze_batchnorm: bool = True
     # ours, for training from random initialisation (the stand-in profiles; the paper fine-tunes ImageNet
@@ -71,12 +87,12 @@ class PaperRecipe:
     # use it; the released MatConvNet code subtracts 128 from RGB and does not divide.
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    # released: the feature net sees the (cropped) image rescaled by 1.2 (`input_img_scale`); the loss
-    # is computed at the crop's size. Default 1.0 (ours: plain Sec. 4 recipe, 1.44x cheaper); set 1.2
-    # to follow the released code. Evaluation multiplies its test scales by the same factor.
-    input_scale: float = 1.0
-    # ours: the released code evaluates every 10 epochs to pick the snapshot; we evaluate at the end
-    # (and every `eval_every` iterations if set).
+    # released (main/gen_net_opts_model_type1.m, `gen_featnet_config_resnet_custom(..., 1.2, ...)`, stored
+    # in the trained net): the feature net sees its input rescaled by 1.2, the training crop as every test
+    # scale. Stored in the checkpoint; evaluation multiplies its test scales by it.
+    input_scale: float = 1.2
+    # ours: the released code evaluates every 5 epochs to pick the snapshot (main/demo_refinenet_train.m,
+    # `eva_run_step`); we evaluate at the end (and every `eval_every` iterations if set).
     eval_every: int = 0
     checkpoint_every: int = 2000  # ours
     log_every: int = 20  # ours
@@ -128,6 +144,17 @@ class StandinRecipe(PaperRecipe):
     freeze_batchnorm: bool = True
     bn_calibration_batches: int = 4
     zero_init_residual: bool = True
+    # ours (docs/protocol.md): stand-in images are ~120x160, so the authors' clamp to a 450-px short edge
+    # and the 1.2 input scale would make each image ~14x and 1.44x as costly. The authors' epoch rule
+    # would take a whole stand-in split (<= 1000 images) anyway; crops stay uniform and padded.
+    input_scale: float = 1.0
+    short_edge_clamp: bool = False
+    class_balanced: bool = False
+    pad_crops: bool = True
+    # ours: the loss at the crop's size learned more in this budget than on the 1/4 score map (NYUDv2
+    # stand-in, RefineNet-50, 160 steps of 8 crops of 48 at lr 1e-3: 43.5 vs 36.1 mean IoU); a 48-px crop
+    # leaves a 12x12 score map.
+    loss_at: str = "input"
     checkpoint_every: int = 1000  # at the end only: each checkpoint write costs seconds on this budget
     log_every: int = 10
 
@@ -143,6 +170,9 @@ class SmokeRecipe(StandinRecipe):
     iterations: int = 4
     dataset_iterations: tuple[tuple[str, int], ...] = ()
     bn_calibration_batches: int = 2
+    # ours: class-balanced epochs (off by default, switched on in tests) sized for 4-image splits
+    images_per_class: int = 1
+    epoch_images: tuple[int, int] = (2, 4)
     checkpoint_every: int = 50  # at the end only: a RefineNet-50 checkpoint with momentum is ~0.5 GB
     log_every: int = 1
 

@@ -1,10 +1,16 @@
 """Load the authors' released RefineNet checkpoints (`refinenet{50,101,152}_{voc,nyu}.pth.tar`).
 
-Their state dicts use the names of the published model definition (see
-`shared/reference/released-checkpoints/README.md`); this module translates those names to ours
-and back by rule, infers the configuration from the tensors, and loads strictly. Note the
-released numbering runs coarse to fine: `stage1` / `g1` / `outl1` is RefineNet-4 of the paper,
-which is our `blocks.0`.
+Their state dicts use the names of the published PyTorch model definition (DrSleep/refinenet-pytorch,
+`models/resnet.py` and `utils/layer_factory.py`); this module translates those names to ours and
+back by rule, infers the configuration from the tensors, and loads strictly. Note the released
+numbering runs coarse to fine: `stage1` / `g1` / `outl1` is RefineNet-4 of the paper, which is our
+`blocks.0`.
+
+How these weights are evaluated by default is the authors' test pipeline (docs/protocol.md): the
+image's short edge clamped into the dataset's range, then the feature net's input scale 1.2 on top
+of every test scale. The conversion's own published figure (80.5 mean IoU, VOC 2012 val, single
+scale, DrSleep/refinenet-pytorch README.md) came from its notebook's preprocessing instead: the
+image at its stored size, ImageNet mean / std (`--no-short-edge-clamp --input-scale 1`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,12 @@ from refinenet.model import RefineNet, RefineNetConfig
 _BACKBONE_KEYS = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
 # layer3 length -> depth (torchvision: [6, 4, 23, 36] blocks)
 _DEPTH_BY_LAYER3 = {6: "resnet50", 23: "resnet101", 36: "resnet152"}
+# The authors' test pipeline for their trained models: the feature net's input scale, stored in the
+# trained net (guosheng/refinenet main/gen_net_opts_model_type1.m, `gen_featnet_config_resnet_custom(...,
+# 1.2, ...)`; the converted names `p_ims1d2_*` carry it), and the short-edge clamp of every
+# main/demo_predict_mscale_<dataset>.m.
+RELEASED_INPUT_SCALE = 1.2
+RELEASED_SHORT_EDGE_CLAMP = True
 
 
 def released_name(name: str) -> str:
@@ -65,7 +77,7 @@ def released_config(state: Mapping[str, torch.Tensor]) -> RefineNetConfig:
     if "clf_conv.weight" not in state or "p_ims1d2_outl1_dimred.weight" not in state:
         raise ValueError(
             "not a released RefineNet state dict: expected keys 'clf_conv.weight' and "
-            "'p_ims1d2_outl1_dimred.weight' (see shared/reference/released-checkpoints/README.md)"
+            "'p_ims1d2_outl1_dimred.weight' (the names of DrSleep/refinenet-pytorch models/resnet.py)"
         )
     layer3 = {int(k.split(".")[1]) for k in state if k.startswith("layer3.")}
     depth = _DEPTH_BY_LAYER3.get(len(layer3))
@@ -86,7 +98,9 @@ def load_released(source, map_location: str | torch.device = "cpu") -> RefineNet
     """Build the model a released checkpoint describes and load it strictly.
 
     `source`: a path to `refinenet{50,101,152}_{voc,nyu}.pth.tar` or its state dict. The model
-    is returned in eval mode; it expects images normalised as our transforms do.
+    is returned in eval mode; it expects images normalised as our transforms do (ImageNet mean / std,
+    as the conversion's notebook does; whether the conversion folded the authors' RGB - 128 into
+    conv1 is not documented, see docs/protocol.md).
     """
     state = read_state_dict(source)
     model = RefineNet(released_config(state))

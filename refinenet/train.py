@@ -3,8 +3,9 @@
 Shape after torchvision's references/segmentation/train.py: `build` makes data, model, optimizer,
 schedule and grad scaler; `restore` continues a run from its checkpoint; `train_one_step` is one
 optimizer step (Sec. 4 trains end-to-end with SGD, one image per step in the released code,
-official-recipe.md); `TrainingLog` reports; `train` loops. Checkpoints make a resumed run
-bit-identical to an uninterrupted one; DistributedDataParallel when started by torchrun.
+guosheng/refinenet main/gen_net_opts_model_type1.m); `TrainingLog` reports; `train` loops.
+Checkpoints make a resumed run bit-identical to an uninterrupted one; DistributedDataParallel when
+started by torchrun. The loss's inputs are in refinenet/loss.py, the sample order in data/sampling.py.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import nn
 from tqdm import tqdm
@@ -30,9 +30,10 @@ from refinenet import data
 from refinenet.atomic import torch_save_atomic, write_text_atomic
 from refinenet.checkpoint import CHECKPOINT_NAME, CheckpointError
 from refinenet.config import TrainConfig, resolve
+from refinenet.data.class_index import load_class_index
 from refinenet.data.common import SegmentationFiles
-from refinenet.data.sampling import ResumableSampler, SeededAugmentation
-from refinenet.data.transforms import TrainTransform
+from refinenet.data.sampling import ClassBalancedEpochs, ResumableSampler, SeededAugmentation
+from refinenet.data.transforms import TrainTransform, pad_batch
 from refinenet.evaluate import evaluate_dataset, write_metrics
 from refinenet.fastpath import (
     AMP_DTYPES,
@@ -43,6 +44,8 @@ from refinenet.fastpath import (
     precision_name,
     prepare_input,
 )
+from refinenet.inference import rescale, scaled_size
+from refinenet.loss import segmentation_loss, training_scores
 from refinenet.model import RefineNet, build_refinenet
 from refinenet.recipe import get_recipe
 from refinenet.utils import all_gather_object, all_reduce_mean, barrier, init_distributed
@@ -53,30 +56,13 @@ class NonFiniteLossError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Model, loss, learning rate
-
-
-def forward_scores(model: nn.Module, images: torch.Tensor, input_scale: float = 1.0) -> torch.Tensor:
-    """Class scores at the images' size. `input_scale` != 1 feeds the network the rescaled image, as the
-    released code does with 1.2 (official-recipe.md, `input_img_scale`)."""
-    x = images
-    if input_scale != 1.0:
-        x = F.interpolate(images, scale_factor=input_scale, mode="bilinear", align_corners=False)
-    scores = model(x, upsample=False)
-    # "upsampled to match the original image using bilinear interpolation" (Sec. 3.1)
-    return F.interpolate(scores, size=images.shape[-2:], mode="bilinear", align_corners=False)
-
-
-def segmentation_loss(scores: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
-    """Pixel-wise cross-entropy, void pixels left out. A batch with no labelled pixel gives 0, not NaN."""
-    if not (labels != ignore_index).any():
-        return scores.float().sum() * 0.0
-    return F.cross_entropy(scores.float(), labels, ignore_index=ignore_index)
+# Learning rate
 
 
 def lr_factor(iteration: int, cfg: TrainConfig, total: int) -> float:
     """Multiplier of the base learning rate before optimizer step `iteration` (0-based)."""
-    if cfg.lr_schedule == "step":  # released: fixed, then continued at 0.1x (official-recipe.md)
+    # released: fixed, then continued at 0.1x (main/demo_refinenet_train_reduce_learning_rate.m)
+    if cfg.lr_schedule == "step":
         return 1.0 if iteration < round(cfg.lr_drop_at * total) else get_recipe(cfg.profile).lr_drop_factor
     if cfg.lr_schedule == "poly":
         return (1.0 - iteration / total) ** get_recipe(cfg.profile).poly_power
@@ -119,6 +105,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     total: int  # optimizer steps of the whole run
+    image_classes: list[tuple[int, ...]] | None = None  # per training image, for class-balanced sampling
     iteration: int = 0  # optimizer steps done
     last_saved: int | None = None  # the iteration of the checkpoint on disk
 
@@ -196,6 +183,7 @@ def build_model(cfg: TrainConfig, num_classes: int, device: torch.device, fast: 
         block_layout=cfg.block_layout,
         pool_order=cfg.pool_order,
         freeze_batchnorm=cfg.freeze_batchnorm,
+        new_layer_init=cfg.new_layer_init,
     ).to(device)
     if cfg.zero_init_residual and cfg.backbone_weights in (None, "none"):
         zero_init_residual(model)
@@ -237,6 +225,16 @@ def calibrate_batchnorm(model: nn.Module, batches, world: int = 1) -> None:
     model.train(was_training)
 
 
+def training_class_index(cfg: TrainConfig, train_set: SegmentationFiles, is_main: bool) -> list[tuple[int, ...]]:
+    """The classes of every training image (class-balanced sampling): scanned once by rank 0 into the
+    cache folder (default OUT/cache), then read by every rank."""
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.out) / "cache"
+    if is_main:
+        load_class_index(train_set, cache, workers=max(1, cfg.workers), progress=cfg.progress)
+    barrier()
+    return load_class_index(train_set, cache, progress=False)
+
+
 def build(cfg: TrainConfig) -> Run:
     """Join the torchrun processes (if any) and build data, model, optimizer, schedule and grad scaler."""
     rank, world, device = init_distributed(cfg.device)
@@ -259,15 +257,17 @@ def build(cfg: TrainConfig) -> Run:
         device_ids = [device.index] if device.type == "cuda" else None
         ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     val_set = data.load_dataset(cfg.dataset, cfg.data_root, cfg.val_split) if cfg.val_split else None
+    classes = training_class_index(cfg, train_set, rank == 0) if cfg.class_balanced else None
     return Run(cfg, rank, world, device, fast, fast_label, train_set, val_set, model, ddp_model, optimizer, scheduler,
-               scaler, total)
+               scaler, total, classes)
 
 
 def restore(run: Run) -> None:
     """Continue from the run folder's checkpoint: weights, optimizer, schedule, scaler, iteration, RNGs."""
     path = run.checkpoint_path
     ckpt = ckpt_io.load_checkpoint(path, map_location=run.device)
-    if ckpt["model_config"] != run.model.config_dict():
+    # a key the checkpoint lacks (written before that knob existed) takes this run's value
+    if {**run.model.config_dict(), **ckpt["model_config"]} != run.model.config_dict():
         raise CheckpointError(
             f"{path} was trained with model {ckpt['model_config']}, but this run asks for "
             f"{run.model.config_dict()}; resume with the same model options"
@@ -281,15 +281,29 @@ def restore(run: Run) -> None:
     ckpt_io.set_rng_state(rngs[run.rank] if run.rank < len(rngs) else rngs[0])
 
 
+def train_transform(run: Run) -> TrainTransform:
+    """The run's augmentation: recipe's scale range and flip, the run's clamp, crop placement and padding."""
+    cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
+    return TrainTransform(cfg.crop_size, recipe.scale_range, recipe.mean, recipe.std, hflip=recipe.hflip,
+                          short_edge=cfg.train_short_edge if cfg.short_edge_clamp else None,
+                          class_balanced=cfg.class_balanced, pad=cfg.pad_crops,
+                          ignore_index=run.train_set.info.ignore_index)
+
+
 def build_loader(run: Run) -> torch.utils.data.DataLoader:
     """Augmented batches from where the run stands: the sampler skips what this rank already consumed."""
     cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
-    transform = TrainTransform(cfg.crop_size, recipe.scale_range, recipe.mean, recipe.std, hflip=recipe.hflip)
+    transform = train_transform(run)
+    epochs = None
+    if run.image_classes is not None:
+        epochs = ClassBalancedEpochs(run.image_classes, run.train_set.info.num_classes, cfg.seed,
+                                     recipe.images_per_class, *recipe.epoch_images)
     consumed = run.iteration * cfg.batch_size * cfg.grad_accum
     return torch.utils.data.DataLoader(
         SeededAugmentation(run.train_set, transform),
         batch_size=cfg.batch_size,
-        sampler=ResumableSampler(len(run.train_set), cfg.seed, run.rank, run.world, start=consumed),
+        sampler=ResumableSampler(len(run.train_set), cfg.seed, run.rank, run.world, start=consumed, epochs=epochs),
+        collate_fn=partial(pad_batch, ignore_index=run.train_set.info.ignore_index),
         num_workers=cfg.workers,
         pin_memory=run.device.type == "cuda",
         drop_last=True,
@@ -301,12 +315,14 @@ def build_loader(run: Run) -> torch.utils.data.DataLoader:
 def calibration_batches(run: Run):
     """`bn_calibration_batches` augmented batches from a sample stream of their own (seed + 1): the
     training order and the global RNG stay as they would be without calibration."""
-    cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
-    transform = TrainTransform(cfg.crop_size, recipe.scale_range, recipe.mean, recipe.std, hflip=recipe.hflip)
+    cfg = run.cfg
     loader = torch.utils.data.DataLoader(
-        SeededAugmentation(run.train_set, transform), batch_size=cfg.batch_size, drop_last=True,
-        sampler=ResumableSampler(len(run.train_set), cfg.seed + 1, run.rank, run.world), num_workers=0)
+        SeededAugmentation(run.train_set, train_transform(run)), batch_size=cfg.batch_size, drop_last=True,
+        sampler=ResumableSampler(len(run.train_set), cfg.seed + 1, run.rank, run.world), num_workers=0,
+        collate_fn=partial(pad_batch, ignore_index=run.train_set.info.ignore_index))
     for _, (images, _labels) in zip(range(cfg.bn_calibration_batches), loader):
+        # the size the network sees in training (the input scale applied, as training_scores does)
+        images = rescale(images, scaled_size(*images.shape[-2:], cfg.input_scale))
         yield prepare_input(images.to(run.device), run.fast)
 
 
@@ -359,8 +375,8 @@ def train_one_step(run: Run, batches) -> tuple[float, list[float]]:
         sync = run.world == 1 or micro == cfg.grad_accum - 1  # DDP all-reduces gradients on the last one only
         with contextlib.nullcontext() if sync else run.ddp_model.no_sync():
             with autocast(run.fast, run.device):
-                scores = forward_scores(run.ddp_model, images, cfg.input_scale)
-            loss = segmentation_loss(scores, labels, run.train_set.info.ignore_index)
+                scores = training_scores(run.ddp_model, images, cfg.input_scale, cfg.loss_at)
+            loss = segmentation_loss(scores, labels, run.train_set.info.ignore_index)  # labels shrunk to the scores
             run.scaler.scale(loss / cfg.grad_accum).backward()
         step_loss += loss.detach() / cfg.grad_accum
     step_loss = all_reduce_mean(step_loss)  # every rank sees the same value and stops together
@@ -430,8 +446,10 @@ class TrainingLog:
 def validate(run: Run, log: TrainingLog) -> None:
     """Single-scale scores on the validation split: `out/val/metrics.json` and a line in the log."""
     cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
+    short_edge = run.val_set.info.test_short_edge if cfg.short_edge_clamp else None
     result = evaluate_dataset(run.model, run.val_set, run.device, mean=recipe.mean, std=recipe.std,
-                              input_scale=cfg.input_scale, workers=cfg.workers, progress=False)
+                              short_edge=short_edge, input_scale=cfg.input_scale, workers=cfg.workers,
+                              progress=False)
     if not run.is_main or result is None:
         return
     result.update({"iteration": run.iteration, "checkpoint": str(run.checkpoint_path),

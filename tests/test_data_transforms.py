@@ -7,7 +7,14 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform, mean_fill
+from refinenet.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EvalTransform,
+    TrainTransform,
+    mean_fill,
+    pad_batch,
+)
 
 # One colour per class, far apart, so a pixel's colour says its label.
 COLOURS = np.array([(230, 20, 20), (20, 230, 20), (20, 20, 230), (230, 230, 20), (20, 230, 230)], np.uint8)
@@ -126,3 +133,77 @@ def test_transforms_accept_dataset_items():
 def test_scale_range_must_be_positive_and_ordered():
     with pytest.raises(ValueError):
         TrainTransform(crop_size=8, scale_range=(1.3, 0.7))
+
+
+def test_training_clamp_brings_the_short_edge_into_range_before_the_random_scale():
+    image, label = tv_tensors.Image(torch.zeros(3, 120, 160, dtype=torch.uint8)), tv_tensors.Mask(torch.zeros(120, 160))
+    clamped = TrainTransform(crop_size=8, scale_range=(1.0, 1.0), short_edge=(450, 1100))
+    assert clamped.random_scale(image, label)[0].shape[-2:] == (450, 600)  # released: [450, 1100]
+    large = tv_tensors.Image(torch.zeros(3, 1200, 1600, dtype=torch.uint8))
+    assert clamped.random_scale(large, tv_tensors.Mask(torch.zeros(1200, 1600)))[1].shape == (1100, 1467)
+    low = TrainTransform(crop_size=8, scale_range=(0.7, 0.7), short_edge=(450, 1100))
+    assert low.random_scale(image, label)[0].shape[-2:] == (315, 420)  # the scale applies to the clamped size
+
+
+def test_without_padding_a_crop_shrinks_to_the_images_even_short_edge():
+    torch.manual_seed(0)
+    image, label = colour_coded_pair(48, 64)
+    image, label = image[:45], label[:45]  # an odd short edge
+    out_image, out_label = TrainTransform(crop_size=60, scale_range=(1.0, 1.0), pad=False)(image, label)
+    assert out_image.shape == (3, 44, 44) and out_label.shape == (44, 44)  # released: square, even, no padding
+    assert (out_label != 255).all()
+    assert TrainTransform(crop_size=32, scale_range=(1.0, 1.0), pad=False)(image, label)[0].shape == (3, 32, 32)
+
+
+def test_class_balanced_crop_is_centred_on_a_pixel_of_a_class_in_the_image():
+    label = np.zeros((64, 96), dtype=np.int64)
+    label[50:52, 80:82] = 3  # a tiny object a uniform crop of 16 px would rarely contain
+    image = COLOURS[label]
+    transform = TrainTransform(crop_size=16, scale_range=(1.0, 1.0), hflip=False, class_balanced=True, pad=False)
+    centred = 0
+    for seed in range(40):
+        torch.manual_seed(seed)
+        _, out_label = transform(image, label)
+        assert out_label.shape == (16, 16)
+        centred += int(out_label[8, 8] == 3)  # the drawn pixel sits at the crop's centre
+    # class 3 is drawn about half the time (classes 0 and 3 are present); 4 of its 6144 pixels would
+    # almost never be the centre of a uniformly placed crop
+    assert 10 <= centred <= 30
+
+
+def test_padded_batches_of_crops_of_different_sizes():
+    small = (torch.ones(3, 4, 6), torch.zeros(4, 6, dtype=torch.int64))
+    large = (torch.ones(3, 6, 6), torch.ones(6, 6, dtype=torch.int64))
+    images, labels = pad_batch([small, large])
+    assert images.shape == (2, 3, 6, 6) and labels.shape == (2, 6, 6)
+    assert (images[0, :, 4:] == 0).all() and (labels[0, 4:] == 255).all() and (labels[0, :4] == 0).all()
+    same = pad_batch([large, large])
+    assert torch.equal(same[0], torch.stack([large[0]] * 2))
+
+
+def test_class_balanced_crops_on_standin_data_move_class_frequencies_toward_uniform(tmp_path):
+    from refinenet import data
+    from refinenet.data.class_index import load_class_index
+    from refinenet.data.sampling import ClassBalancedEpochs, ResumableSampler, SeededAugmentation
+
+    data.write_standin("voc2012", tmp_path / "voc", train=24, val=2, size=(120, 160), seed=0)
+    dataset = data.load_dataset("voc2012", tmp_path / "voc", "train")
+    classes = load_class_index(dataset, tmp_path / "cache", progress=False)
+
+    def pixel_share(balanced: bool) -> np.ndarray:
+        epochs = ClassBalancedEpochs(classes, 21, 0, per_class=2, min_images=4, max_images=24) if balanced else None
+        crops = SeededAugmentation(dataset, TrainTransform(32, (1.0, 1.0), class_balanced=balanced, pad=not balanced))
+        counts = np.zeros(21)
+        for _, key in zip(range(120), ResumableSampler(len(dataset), 0, epochs=epochs)):
+            labels = crops[key][1].numpy()
+            counts += np.bincount(labels[labels != 255], minlength=21)
+        return counts / counts.sum()
+
+    def evenness(share: np.ndarray) -> float:  # entropy relative to the uniform distribution's
+        share = share[share > 0]
+        return float(-(share * np.log(share)).sum() / np.log(21))
+
+    uniform, balanced = pixel_share(False), pixel_share(True)
+    # the background dominates uniform crops; the authors' sampler draws classes, not pixels
+    assert balanced[0] < uniform[0] - 0.05
+    assert evenness(balanced) > evenness(uniform) + 0.1

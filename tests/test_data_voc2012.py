@@ -13,7 +13,7 @@ from refinenet import data
 from refinenet.data import voc2012
 from refinenet.data.common import DatasetLayoutError, LabelValueError
 
-REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-samples"
+REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-samples"  # see tests/conftest.py
 SIZE = (48, 64)
 
 
@@ -184,7 +184,7 @@ def test_label_values_outside_voc_are_an_error(standin, tmp_path):
 def test_real_voc_sample_keeps_palette_indices(tmp_path):
     sample = REAL_SAMPLES / "voc2012"
     if not (sample / "2007_000129.png").is_file():
-        pytest.skip(f"real VOC sample not present at {sample} (../shared/real-samples beside the repository)")
+        pytest.skip(f"real VOC sample not present at {sample} (reference data, see tests/conftest.py)")
     voc = tmp_path / "VOCdevkit/VOC2012"
     for folder, suffix in (("JPEGImages", ".jpg"), ("SegmentationClass", ".png")):
         (voc / folder).mkdir(parents=True)

@@ -44,10 +44,13 @@ def test_metrics_files(voc, tmp_path):
     result = evaluate(EvalConfig(ckpt, "voc2012", root, out=tmp_path, scales=(0.75, 1.0), flip=True,
                                  workers=0, progress=False))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("miou", "pixel_acc", "mean_acc", "per_class_iou", "data_kind", "split", "scales", "crf", "checkpoint"):
+    for key in ("miou", "miou_present", "pixel_acc", "mean_acc", "per_class_iou", "data_kind", "split", "scales",
+                "short_edge", "input_scale", "crf", "checkpoint"):
         assert key in metrics, key
     assert metrics["data_kind"] == "standin" and metrics["split"] == "val" and metrics["scales"] == [0.75, 1.0]
     assert 0 <= metrics["miou"] <= 1 and 0 <= metrics["pixel_acc"] <= 1 and metrics["crf"] is None
+    assert metrics["miou_present"] >= metrics["miou"] - 1e-9  # classes only predicted are left out of it
+    assert metrics["short_edge"] is None and metrics["input_scale"] == 1.0  # a smoke checkpoint: no clamp
     assert result["miou"] == pytest.approx(metrics["miou"])
     rows = list(csv.DictReader(open(tmp_path / "per_class.csv")))
     assert len(rows) == 21 and rows[0]["class_name"] == "background"
@@ -94,8 +97,11 @@ def test_released_checkpoint_is_accepted(voc, tmp_path):
     model = build_refinenet(21, backbone="resnet50", pooling_blocks=4)
     path = tmp_path / "refinenet50_voc.pth.tar"
     torch.save(to_released_state_dict(model), path)
-    result = evaluate(EvalConfig(path, "voc2012", root, workers=0, progress=False))
+    # the stored size, to stay cheap: the default (the authors' pipeline) is pinned in test_protocol.py
+    result = evaluate(EvalConfig(path, "voc2012", root, short_edge_clamp=False, input_scale=1.0, workers=0,
+                                 progress=False))
     assert result["checkpoint_source"] == "released" and 0 <= result["miou"] <= 1
+    assert result["short_edge"] is None and result["input_scale"] == 1.0
 
 
 def test_cli_evaluate_and_clear_errors(voc, cityscapes, tmp_path, capsys):

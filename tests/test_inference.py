@@ -26,12 +26,55 @@ def test_multiscale_prediction_averages_softmax_probabilities_of_every_scale():
     scales = (0.5, 1.0, 1.5)
     expected = 0
     for s in scales:
-        xs = F.interpolate(image, size=(round(20 * s), round(30 * s)), mode="bilinear", align_corners=False)
+        # shrinking is antialiased, as MATLAB's imresize in the released code
+        xs = F.interpolate(image, size=(round(20 * s), round(30 * s)), mode="bilinear", align_corners=False,
+                           antialias=s < 1)
         scores = F.interpolate(model(xs), size=(20, 30), mode="bilinear", align_corners=False)
         expected = expected + scores.softmax(1) / len(scales)
     got = predict_probs(model, image, scales)
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(got.sum(1), torch.ones(1, 20, 30))
+
+
+class SizeRecorder(nn.Module):
+    """Uniform scores that record the size of every input."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def forward(self, x):
+        self.sizes.append(tuple(x.shape[-2:]))
+        return torch.zeros(x.shape[0], 2, *x.shape[-2:])
+
+
+def test_short_edge_clamp_applies_before_the_test_scales_and_the_input_scale():
+    image = torch.randn(1, 3, 30, 40)
+    model = SizeRecorder()
+    probs = image_probs(model, image, scales=(1.0, 0.5), short_edge=(45, 80), input_scale=1.2)
+    assert probs.shape == (1, 2, 30, 40)
+    # 30 -> 45 (clamp), x 1.2 (input scale), x 1.0 / 0.5 (test scales)
+    assert model.sizes == [(54, 72), (27, 36)]
+    model.sizes.clear()
+    image_probs(model, torch.randn(1, 3, 100, 150), short_edge=(45, 80))  # short edge 100 > 80: shrunk
+    image_probs(model, torch.randn(1, 3, 60, 90), short_edge=(45, 80))  # inside: kept
+    image_probs(model, torch.randn(1, 3, 30, 200), short_edge=(45, 80), max_size=120)  # long side capped after
+    assert model.sizes == [(80, 120), (60, 90), (18, 120)]
+
+
+def test_downscaling_at_test_is_antialiased():
+    torch.manual_seed(0)
+    noise = torch.rand(1, 3, 40, 40)
+    seen = []
+    model = lambda x: seen.append(x) or torch.zeros(1, 2, *x.shape[-2:])  # noqa: E731
+    predict_probs(model, noise, scales=(0.3,))
+    image_probs(model, noise, max_size=12)
+    smooth = F.interpolate(noise, size=(12, 12), mode="bilinear", align_corners=False, antialias=True)
+    aliased = F.interpolate(noise, size=(12, 12), mode="bilinear", align_corners=False)
+    assert not torch.allclose(smooth, aliased, atol=1e-2)
+    for x in seen:
+        torch.testing.assert_close(x, smooth)
+    assert smooth.std() < 0.6 * aliased.std()  # smoothed before it shrinks, as MATLAB's imresize
 
 
 def test_flip_averages_with_the_mirrored_prediction_flipped_back():

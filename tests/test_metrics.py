@@ -82,3 +82,15 @@ def test_counts_on_the_device_of_the_labels():
     cm = ConfusionMatrix(2)
     cm.update(torch.tensor([0, 1]), torch.tensor([0, 1]))
     assert cm.mat.device == torch.tensor(0).device and cm.mat.dtype == torch.int64
+
+
+def test_mean_iou_over_classes_present_in_the_ground_truth_leaves_out_predicted_only_classes():
+    cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([0, 2, 1, 1]), torch.tensor([0, 0, 1, 1]))
+    m = cm.compute()
+    # class 2 is predicted once but absent from the target: FCN's mean counts its IoU of 0, the
+    # authors' (main/seg_eva_gen_result_from_con_mat.m) averages over classes 0 and 1 only
+    assert m["iou"] == pytest.approx([0.5, 1.0, 0.0])
+    assert m["miou"] == pytest.approx(1.5 / 3)
+    assert m["miou_present"] == pytest.approx(1.5 / 2)
+    assert math.isnan(ConfusionMatrix(2).compute()["miou_present"])

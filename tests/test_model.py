@@ -94,11 +94,20 @@ def test_pool_order_switch_changes_the_computation():
     assert not torch.allclose(a(x), b(x))
 
 
-def test_zero_pooling_blocks_ablation_leaves_only_the_relu():
+def test_zero_pooling_blocks_ablation_is_the_identity_without_the_relu():
+    # released code (main/gen_network_pool_block.m): without pooling stages the block returns
+    # before adding its leading ReLU
     crp = ChainedResidualPooling(3, blocks=0)
     x = torch.randn(1, 3, 6, 6)
-    assert len(crp.convs) == 0
-    torch.testing.assert_close(crp(x), torch.relu(x))
+    assert len(crp.convs) == 0 and (x < 0).any()
+    assert torch.equal(crp(x), x)
+    model = RefineNet(RefineNetConfig(num_classes=3, backbone="resnet50", pooling_blocks=0)).eval()
+    seen = []
+    handle = model.blocks[0].pool.register_forward_hook(lambda m, i, o: seen.append((i[0], o)))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+    handle.remove()
+    assert seen[0][0].min() < 0 and torch.equal(seen[0][0], seen[0][1])
 
 
 def test_fusion_adapts_depth_upsamples_to_largest_and_sums():
@@ -139,7 +148,8 @@ def test_two_scale_variant_has_two_independent_backbones_and_fuses_level_k_of_bo
     assert len(model.backbones) == 2
     assert model.backbones[0].conv1.weight.data_ptr() != model.backbones[1].conv1.weight.data_ptr()
     assert [(b, m) for b, _, m in model.paths] == [(0, 4), (0, 4), (1, 3), (1, 3), (2, 2), (2, 2), (3, 1), (3, 1)]
-    assert model.config.input_scales == (1.2, 0.6)
+    # relative to the model's input, which the input scale (released: 1.2) has already rescaled
+    assert model.config.input_scales == (1.0, 0.5)
 
 
 def test_frozen_batchnorm_stays_in_eval_mode_and_keeps_its_statistics():
@@ -206,3 +216,34 @@ def test_uncached_imagenet_weights_without_network_say_how_to_provide_them(tmp_p
     with pytest.raises(RuntimeError, match="--backbone-weights") as err:
         build_refinenet(3, backbone="resnet50", backbone_weights="IMAGENET1K_V1")
     assert "resnet50-" in str(err.value) and str(tmp_path) in str(err.value)
+
+
+def _new_layer_convs(model):
+    backbone = {id(m) for m in model.backbones.modules()}
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d) and id(m) not in backbone]
+
+
+def test_new_layers_start_from_the_released_codes_gaussian_with_zero_biases():
+    torch.manual_seed(0)
+    model = RefineNet(RefineNetConfig(num_classes=5, backbone="resnet50", pooling_blocks=2))
+    convs = _new_layer_convs(model)
+    assert model.classifier in convs and len(convs) == len(model.dimred) + 1 + sum(
+        isinstance(m, nn.Conv2d) for m in model.blocks.modules())
+    weights = torch.cat([c.weight.detach().flatten() for c in convs])
+    assert abs(weights.mean().item()) < 1e-4 and abs(weights.std().item() - 0.01) < 1e-4  # main/My_net_util.m
+    for conv in convs:
+        assert abs(conv.weight.std().item() - 0.01) < 2e-3, conv
+        assert conv.bias is None or torch.equal(conv.bias, torch.zeros_like(conv.bias))
+    # the ResNet keeps its own (torchvision's) initialisation
+    assert model.backbones[0].conv1.weight.std() > 0.02  # kaiming-normal, fan-out: 0.025
+
+
+def test_pytorch_default_initialisation_stays_available():
+    torch.manual_seed(0)
+    for init in ("pytorch", None):
+        model = RefineNet(RefineNetConfig(num_classes=5, backbone="resnet50", new_layer_init=init))
+        assert model.config.new_layer_init == "pytorch"
+        assert model.classifier.bias.abs().sum() > 0  # PyTorch's uniform bias, not zeros
+        assert model.dimred[0].weight.std() < 0.005  # kaiming-uniform with a = sqrt(5): 1 / sqrt(3 fan_in)
+    with pytest.raises(ValueError, match="new_layer_init must be one of"):
+        RefineNetConfig(num_classes=3, new_layer_init="xavier")

@@ -9,7 +9,7 @@ import torchvision
 
 from refinenet import RefineNet, RefineNetConfig, load_released, to_released_state_dict
 
-# The table of shared/reference/released-checkpoints/README.md.
+# The released checkpoints (DrSleep/refinenet-pytorch conversions): backbone, classes, tensors, parameters.
 RELEASED = {
     "refinenet50_voc": ("resnet50", 21, 406, 99_060_309),
     "refinenet101_voc": ("resnet101", 21, 712, 118_052_437),
@@ -76,8 +76,8 @@ def test_released_tsv_parameter_totals_equal_the_reference_table(shared_dir):
 
 
 def reference_forward(state, x):
-    """The computation the released weights expect, written independently from the README of
-    shared/reference/released-checkpoints (eval mode: dropout is the identity)."""
+    """The computation the released weights expect, written independently from the released-checkpoint
+    reference notes of the `shared_dir` fixture (eval mode: dropout is the identity)."""
     resnet = torchvision.models.resnet50(weights=None).eval()
     resnet.load_state_dict({k: v for k, v in state.items() if k.startswith(("conv1", "bn1", "layer"))},
                            strict=False)

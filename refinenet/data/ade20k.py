@@ -79,6 +79,9 @@ PALETTE = (
 
 INFO = DatasetInfo(
     name="ade20k",
+    # the authors' test-time short-edge clamp (guosheng/refinenet main/demo_predict_mscale_ade.m,
+    # `run_config.input_img_short_edge_min/max`)
+    test_short_edge=(450, 800),
     class_names=CLASS_NAMES,
     palette=PALETTE,
     splits=dict(SPLITS),

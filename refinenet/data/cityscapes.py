@@ -94,6 +94,9 @@ TRAINIDS_SUFFIX = "_gtFine_labelTrainIds.png"
 
 INFO = DatasetInfo(
     name="cityscapes",
+    # the authors' test-time short-edge clamp (guosheng/refinenet main/demo_predict_mscale_cityscapes.m,
+    # `run_config.input_img_short_edge_min/max`; an older version of that file has 450 / 1100)
+    test_short_edge=(600, 1100),
     class_names=tuple(name for _, name, _, _ in _TRAIN_LABELS),
     palette=tuple(colour for _, _, _, colour in _TRAIN_LABELS),
     splits=dict(SPLITS),

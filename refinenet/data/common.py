@@ -34,6 +34,9 @@ class DatasetInfo:
     splits: dict[str, int]  # split name -> number of images the paper uses
     layout: str  # the expected folder layout, shown in errors
     ignore_index: int = IGNORE_INDEX
+    # (min, max) of the image's short edge at test time in the authors' pipeline: a smaller or larger
+    # image is resized (aspect kept) into that range before the test scales apply. None: no clamp.
+    test_short_edge: tuple[int, int] | None = None
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -268,13 +271,18 @@ class SegmentationFiles(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def load_label(self, index: int) -> np.ndarray | None:
+        """Train-id label HxW int64 of item `index` (its values checked), or None where it has no label."""
+        label_path = self.pairs[index][1]
+        return None if label_path is None else apply_lut(read_label(label_path), self.lut, label_path)
+
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image HxWx3 uint8 and train-id label HxW int64, checked."""
         image_path, label_path = self.pairs[index]
         image = read_image(image_path)
         if label_path is None:
             return image, np.full(image.shape[:2], self.info.ignore_index, dtype=np.int64)
-        label = apply_lut(read_label(label_path), self.lut, label_path)
+        label = self.load_label(index)
         if image.shape[:2] != label.shape:
             raise ValueError(
                 f"image {image_path} is {image.shape[1]}x{image.shape[0]} but label {label_path} is "

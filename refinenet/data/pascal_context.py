@@ -84,6 +84,9 @@ RAW/
 
 INFO = DatasetInfo(
     name="pascal_context",
+    # the authors' test-time short-edge clamp (guosheng/refinenet main/demo_predict_mscale_pascalcontext.m,
+    # `run_config.input_img_short_edge_min/max`)
+    test_short_edge=(450, 800),
     class_names=CLASS_NAMES,
     palette=voc_colormap(len(CLASS_NAMES)),
     splits={"train": 4998, "val": 5105},

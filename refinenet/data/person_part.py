@@ -67,6 +67,9 @@ RAW/ (what `prepare` reads)
 
 INFO = DatasetInfo(
     name="person_part",
+    # the authors' test-time short-edge clamp (guosheng/refinenet main/demo_predict_mscale_person_parts.m,
+    # `run_config.input_img_short_edge_min/max`)
+    test_short_edge=(450, 800),
     class_names=CLASS_NAMES,
     palette=voc_colormap(len(CLASS_NAMES)),
     splits={"train": 1717, "test": 1818},

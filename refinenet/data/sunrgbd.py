@@ -59,6 +59,9 @@ RAW/ (what `prepare` reads, as downloaded)
 
 INFO = DatasetInfo(
     name="sunrgbd",
+    # the authors' test-time short-edge clamp (guosheng/refinenet main/demo_predict_mscale_sunrgbd.m,
+    # `run_config.input_img_short_edge_min/max`)
+    test_short_edge=(450, 800),
     class_names=CLASS_NAMES,
     palette=voc_colormap(len(CLASS_NAMES) + 1)[1:],  # the VOC colours of the stored ids 1..N (none black)
     splits={"train": 5285, "test": 5050},

@@ -68,6 +68,9 @@ To make train_aug: refinenet prepare sbd --raw RAW --out OUT, where RAW holds
 
 INFO = DatasetInfo(
     name="voc2012",
+    # the authors' test-time short-edge clamp (guosheng/refinenet main/demo_predict_mscale_voc.m,
+    # `run_config.input_img_short_edge_min/max`)
+    test_short_edge=(450, 800),
     class_names=CLASS_NAMES,
     palette=voc_colormap(len(CLASS_NAMES)),
     splits={"train": 1464, "val": 1449, "trainval": 2913, "test": 1456, "train_aug": 10582},
