@@ -108,9 +108,9 @@ class TrainConfig:
                                         "else 2; paper Sec. 3.2, 4.1, 4.2)")
     block_layout: str = option(RefineNetConfig.block_layout, choices=BLOCK_LAYOUTS)
     pool_order: str = option(RefineNetConfig.pool_order, choices=POOL_ORDERS)
-    new_layer_init: str = option(RefineNetConfig.new_layer_init, "layers outside the ResNet: gaussian = N(0, 0.01^2) "
-                                 "weights and zero biases (released code), pytorch = PyTorch's default",
-                                 choices=NEW_LAYER_INITS)
+    new_layer_init: str | None = option(None, "layers outside the ResNet: gaussian = N(0, 0.01^2) weights and zero "
+                                        "biases (released code), pytorch = PyTorch's default; default: the "
+                                        "profile's", choices=NEW_LAYER_INITS)
     backbone_weights: str | None = option(None, "IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT, a .pth path, or none "
                                           "(default: the profile's)")
     # recipe overrides
@@ -235,6 +235,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         "pad_crops": recipe.pad_crops,
         "loss_at": recipe.loss_at,
         "freeze_batchnorm": recipe.freeze_batchnorm,
+        "new_layer_init": recipe.new_layer_init,
         "bn_calibration_batches": recipe.bn_calibration_batches,
         "zero_init_residual": recipe.zero_init_residual,
         "amp": recipe.amp,

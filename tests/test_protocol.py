@@ -65,6 +65,8 @@ def test_paper_profile_is_the_authors_protocol():
     assert data.dataset_info("cityscapes").test_short_edge == (600, 1100)
     standin = resolve(TrainConfig("voc2012", "x", "y", profile="standin"))
     assert standin.input_scale == 1.0 and not standin.short_edge_clamp and not standin.class_balanced
+    assert standin.new_layer_init == "pytorch" and standin.loss_at == "input"
+    assert resolve(TrainConfig("voc2012", "x", "y", profile="standin", new_layer_init="gaussian")).new_layer_init == "gaussian"
 
 
 def test_evaluation_of_a_paper_checkpoint_clamps_the_short_edge_then_applies_the_input_scale(voc, tmp_path):
@@ -121,7 +123,8 @@ def test_a_training_step_compares_the_score_map_with_labels_of_its_size(tmp_path
     real = loss_module.shrink_labels
     monkeypatch.setattr(loss_module, "shrink_labels", lambda t, s: shapes.append((t.shape, s)) or real(t, s))
     train(TrainConfig(dataset="voc2012", data_root=root, out=tmp_path / "run", profile="smoke", backbone="resnet50",
-                      crop_size=32, iterations=1, input_scale=1.2, workers=0, progress=False))
+                      crop_size=32, iterations=1, input_scale=1.2, loss_at="score_map", workers=0,
+                      progress=False))
     assert shapes == [(torch.Size([2, 32, 32]), torch.Size([10, 10]))]  # crops of 32 -> 38 (x 1.2) -> 1/4: 10
 
 
