@@ -66,7 +66,8 @@ def test_paper_profile_is_the_authors_protocol():
     standin = resolve(TrainConfig("voc2012", "x", "y", profile="standin"))
     assert standin.input_scale == 1.0 and not standin.short_edge_clamp and not standin.class_balanced
     assert standin.new_layer_init == "pytorch" and standin.loss_at == "input"
-    assert resolve(TrainConfig("voc2012", "x", "y", profile="standin", new_layer_init="gaussian")).new_layer_init == "gaussian"
+    chosen = resolve(TrainConfig("voc2012", "x", "y", profile="standin", new_layer_init="gaussian"))
+    assert chosen.new_layer_init == "gaussian"
 
 
 def test_evaluation_of_a_paper_checkpoint_clamps_the_short_edge_then_applies_the_input_scale(voc, tmp_path):
