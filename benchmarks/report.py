@@ -20,18 +20,26 @@ import pandas as pd  # noqa: E402
 from benchmarks.tables import PROTOCOL_DOC, TABLES  # noqa: E402
 from refinenet.atomic import atomic_path, write_text_atomic  # noqa: E402
 
+# The tidy results schema: one row per measurement (see the README, "Reproducing the tables").
 COLUMNS = [
     "table", "row", "dataset", "backbone", "variant", "pooling_blocks", "msc", "crf", "split", "metric",
-    "class_name", "paper_value", "measured_value", "profile", "data", "iterations", "train_seconds",
-    "eval_seconds", "device", "code_version", "finished_at",
+    "class_name", "paper_value", "measured_value", "chance_value", "seed", "profile", "data", "precision",
+    "iterations", "train_seconds", "eval_seconds", "device", "torch", "code_version", "dirty", "model_key",
+    "eval_key", "checkpoint", "checkpoint_sha256", "note", "finished_at",
 ]
 METRIC_NAMES = {"miou": "mean IoU", "pixel_acc": "pixel acc.", "mean_acc": "mean acc.", "iou": "IoU"}
 
 
 def provenance(frame: pd.DataFrame) -> str:
-    profiles = ", ".join(sorted(frame["profile"].astype(str).unique()))
-    kinds = ", ".join(sorted(frame["data"].astype(str).unique()))
-    return f"profile={profiles}, data={kinds}"
+    profiles = ", ".join(sorted(frame["profile"].dropna().astype(str).unique()))
+    kinds = ", ".join(sorted(frame["data"].replace("", None).dropna().astype(str).unique())) or "none"
+    dirty = ", DIRTY TREE (uncommitted code)" if "dirty" in frame and is_dirty(frame) else ""
+    return f"profile={profiles}, data={kinds}{dirty}"
+
+
+def is_dirty(frame: pd.DataFrame) -> bool:
+    """Whether any row was made from uncommitted code (the column reads back as bool or text)."""
+    return bool(frame["dirty"].astype(str).str.lower().eq("true").any())
 
 
 def _fmt(value) -> str:
@@ -40,8 +48,12 @@ def _fmt(value) -> str:
 
 def markdown(number: int, frame: pd.DataFrame) -> str:
     table = TABLES[number]
+    devices = ", ".join(frame["device"].replace("", None).dropna().astype(str).unique())
     lines = [f"# Table {number}: {table.title}", "", f"Measured with **{provenance(frame)}** "
-             f"(device {', '.join(frame['device'].astype(str).unique())}, code {frame['code_version'].iloc[0]}).", ""]
+             f"(device {devices or 'none'}, code {frame['code_version'].iloc[0]}).", ""]
+    if "dirty" in frame and is_dirty(frame):
+        lines += ["**Dirty tree:** rows marked dirty come from uncommitted code; they are not reproducible from "
+                  "the code version they name.", ""]
     if (frame["data"] == "standin").any():
         lines += ["Stand-in data is synthetic: measured numbers show the pipeline at work and are not comparable "
                   "with the paper's.", ""]
