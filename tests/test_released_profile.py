@@ -100,6 +100,13 @@ def test_a_missing_checkpoint_is_named_with_where_to_get_it(setup, capsys):
     assert "Traceback" not in err
 
 
+def test_a_missing_data_folder_is_named_with_the_layout_expected(setup, tmp_path, capsys):
+    argv = ["9", *args(setup, "--rows", "4-cascaded"), "--data-root", str(tmp_path / "nowhere")]
+    assert reproduce(argv) == 2
+    err = capsys.readouterr().err
+    assert f"missing {tmp_path / 'nowhere' / 'nyudv2'}" in err and "refinenet prepare nyudv2" in err
+
+
 def test_released_profile_without_weights_says_what_to_give(tmp_path, capsys):
     assert reproduce(["4", "--profile", "released", "--results", str(tmp_path), "--no-progress"]) == 2
     err = capsys.readouterr().err
