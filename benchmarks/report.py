@@ -62,6 +62,8 @@ def markdown(number: int, frame: pd.DataFrame) -> str:
     if table.remark:
         lines += [f"**{table.remark}**", ""]
     lines += [f"Where our protocol differs from the authors': [{PROTOCOL_DOC}](../{PROTOCOL_DOC}).", ""]
+    if "seed" in frame and frame["seed"].nunique() > 1:
+        lines += [f"Measured values are means over seeds {', '.join(map(str, sorted(frame['seed'].unique())))}.", ""]
     summary = frame[frame["class_name"].fillna("") == ""]
     metrics = list(dict.fromkeys(summary["metric"]))
     header = ["row", "dataset", "msc", "crf"] + [f"{METRIC_NAMES[m]} {kind}" for m in metrics
@@ -73,7 +75,7 @@ def markdown(number: int, frame: pd.DataFrame) -> str:
         for m in metrics:
             hit = group[group["metric"] == m]
             cells += [_fmt(hit["paper_value"].iloc[0]) if len(hit) else "—",
-                      _fmt(hit["measured_value"].iloc[0]) if len(hit) else "—"]
+                      _fmt(hit["measured_value"].mean()) if len(hit) else "—"]  # several seeds: their mean
         lines.append("| " + " | ".join(cells) + " |")
     per_class = frame[frame["class_name"].fillna("") != ""]
     if len(per_class):
@@ -81,7 +83,7 @@ def markdown(number: int, frame: pd.DataFrame) -> str:
         lines += ["", "Per-class IoU (paper / measured):", "",
                   "| row | " + " | ".join(classes) + " |", "|" + "---|" * (len(classes) + 1)]
         for label, group in per_class.groupby("row", sort=False):
-            values = group.set_index("class_name")
+            values = group.groupby("class_name", sort=False)[["paper_value", "measured_value"]].mean()
             lines.append(f"| {label} | " + " | ".join(
                 f"{_fmt(values.loc[c, 'paper_value'])} / {_fmt(values.loc[c, 'measured_value'])}" for c in classes
             ) + " |")
