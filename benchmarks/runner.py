@@ -12,6 +12,7 @@ once (refinenet/preflight.py). Outputs: `results/table<N>.csv` (one row per meas
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -268,38 +269,80 @@ def train_config(row: Row, root: Path, opts: RunOptions, seed: int) -> TrainConf
                        workers=opts.workers, progress=opts.progress, checkpoint_every=profile.checkpoint_every)
 
 
-def trained_rows(number: int, rows: list[Row], paper: pd.DataFrame, session: Session) -> list[dict]:
-    opts, stamp = session.opts, session.provenance.stamp()
-    roots = check_data(rows, opts, training=True)
+@dataclass
+class ModelWork:
+    """One distinct model of a run: its training configuration, its store entry and the table rows it serves
+    ((table number, row) pairs; rows of several tables when they share the model)."""
+
+    cfg: TrainConfig
+    entry: store.Entry
+    root: Path
+    rows: list[tuple[int, Row]] = field(default_factory=list)
+
+
+def table_models(number: int, rows: list[Row], session: Session, roots: dict[str, Path]) -> list[ModelWork]:
+    """The models Table `number`'s `rows` need, one per distinct model and seed, in training order."""
+    opts = session.opts
     by_model: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         by_model[row.model_key].append(row)
-    progress = TableProgress(number, len(by_model) * len(opts.seeds), len(rows) * len(opts.seeds), opts.progress)
+    works = []
+    for seed in opts.seeds:
+        for group in by_model.values():
+            root = roots[group[0].dataset]
+            cfg = train_config(group[0], root, opts, seed)
+            model = store.model_entry(session.store_dir, cfg, opts.profile,
+                                      session.data_identity(group[0].dataset, root, cfg.split))
+            works.append(ModelWork(cfg, model, root, [(number, row) for row in group]))
+    return works
+
+
+def row_evaluation(work: ModelWork, row: Row, done: dict, opts: RunOptions, store_dir: Path,
+                   identity=store.data_identity) -> tuple[store.Entry, EvalConfig, tuple | None]:
+    """(store entry, configuration, test-server split and format) of evaluating `row` on `work`'s trained model
+    (`done`: its done.json record)."""
+    ev_cfg = eval_config(row, work.entry.folder / CHECKPOINT_NAME, work.root, opts)
+    test_server = TEST_SERVER.get(row.dataset)
+    ev = store.eval_entry(store_dir, {"model": work.entry.name, "trained_at": done["finished_at"]}, ev_cfg,
+                          identity(row.dataset, work.root, row.split), test_server)
+    return ev, ev_cfg, test_server
+
+
+def train_and_evaluate(work: ModelWork, opts: RunOptions, stamp: dict) -> dict:
+    """Train `work`'s model (resuming an interrupted run) and evaluate every row it serves; what a launcher's job
+    runs. Returns the model's done.json record."""
+    done = store.trained_model(work.entry, work.cfg, stamp)
+    if int(os.environ.get("RANK", "0")) == 0:  # under DDP the first process evaluates
+        for _, row in work.rows:
+            ev, ev_cfg, test_server = row_evaluation(work, row, done, opts, work.entry.folder.parents[1])
+            store.evaluated(ev, ev_cfg, test_server, stamp)
+    return done
+
+
+def trained_rows(number: int, rows: list[Row], paper: pd.DataFrame, session: Session) -> list[dict]:
+    opts, stamp = session.opts, session.provenance.stamp()
+    roots = check_data(rows, opts, training=True)
+    works = table_models(number, rows, session, roots)
+    progress = TableProgress(number, len(works), len(rows) * len(opts.seeds), opts.progress)
     records = []
     try:
-        for seed in opts.seeds:
-            for group in by_model.values():
-                progress.next_model()
-                root = roots[group[0].dataset]
-                cfg = train_config(group[0], root, opts, seed)
-                model = session.fresh(store.model_entry(session.store_dir, cfg, opts.profile,
-                                                        session.data_identity(group[0].dataset, root, cfg.split)))
-                done = store.trained_model(model, cfg, stamp)
-                for row in group:
-                    ev_cfg = eval_config(row, model.folder / CHECKPOINT_NAME, root, opts)
-                    test_server = TEST_SERVER.get(row.dataset)
-                    ev = session.fresh(store.eval_entry(
-                        session.store_dir, {"model": model.name, "trained_at": done["finished_at"]}, ev_cfg,
-                        session.data_identity(row.dataset, root, row.split), test_server))
-                    evaluation = store.evaluated(ev, ev_cfg, test_server, stamp)
-                    columns = {"seed": seed, "data": ev.key["data"]["kind"],
-                               "precision": precision(done["amp"], evaluation["result"].get("fast_path"),
-                                                      evaluation["device"]),
-                               "iterations": done["iterations"], "train_seconds": done["train_seconds"],
-                               "model_key": model.name, "eval_key": ev.name, "checkpoint": "",
-                               "checkpoint_sha256": "", "note": ""}
-                    records += row_records(number, row, paper, evaluation, columns, session, done.get("dirty", False))
-                    progress.row_done()
+        for work in works:
+            progress.next_model()
+            model = session.fresh(work.entry)
+            done = store.trained_model(model, work.cfg, stamp)
+            for _, row in work.rows:
+                ev, ev_cfg, test_server = row_evaluation(work, row, done, opts, session.store_dir,
+                                                         session.data_identity)
+                ev = session.fresh(ev)
+                evaluation = store.evaluated(ev, ev_cfg, test_server, stamp)
+                columns = {"seed": work.cfg.seed, "data": ev.key["data"]["kind"],
+                           "precision": precision(done["amp"], evaluation["result"].get("fast_path"),
+                                                  evaluation["device"]),
+                           "iterations": done["iterations"], "train_seconds": done["train_seconds"],
+                           "model_key": model.name, "eval_key": ev.name, "checkpoint": "",
+                           "checkpoint_sha256": "", "note": ""}
+                records += row_records(number, row, paper, evaluation, columns, session, done.get("dirty", False))
+                progress.row_done()
     finally:
         progress.close()
     return records
