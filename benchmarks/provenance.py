@@ -23,7 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 # What the runs themselves write: changes there are outputs, not code, so they leave the tree clean (else
 # writing results/table1.csv would make the next table's run dirty).
 OWN_OUTPUTS = ("results/", ".cache/")
-PRECISIONS = {"none": "fp32", "fp32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16"}
 
 
 class DirtyTreeError(ValueError):
@@ -91,16 +90,15 @@ def read_provenance(device: str, repo: Path = REPO) -> Provenance:
     return Provenance(version, dirty, diff, torch.__version__, device_name(device))
 
 
-def precision(train_amp: str | None, eval_fast_path: str | None, device: str) -> str:
-    """What ran, e.g. "fp32" or "train bf16, eval fp32": training's `--amp` mode (a checkpoint's config) and
-    evaluation's fast path name (e.g. "channels_last+bfloat16"); CUDA fp32 convolutions may use TF32."""
-    trained = PRECISIONS.get(train_amp) if train_amp else None
-    scored = PRECISIONS.get(eval_fast_path.split("+")[-1]) if eval_fast_path else None
-    text = trained if scored in (None, trained) else scored if trained is None else f"train {trained}, eval {scored}"
-    text = text or ""
-    if "fp32" in text and device.startswith("cuda") and torch.backends.cudnn.allow_tf32:
-        text += " (tf32 convolutions allowed)"
-    return text
+def precision(trained: str | None, evaluated: str | None) -> str:
+    """What ran, e.g. "fp32" or "train bf16, eval fp32", from the precision training recorded (config.json;
+    None for a released checkpoint) and the evaluation's (metrics), as refinenet.fastpath.precision_name
+    writes them (CUDA fp32 says whether TF32 was allowed)."""
+    if not trained or trained == evaluated:
+        return evaluated or trained or ""
+    if not evaluated:
+        return trained
+    return f"train {trained}, eval {evaluated}"
 
 
 def writes_repository_results(results: Path, repo: Path = REPO) -> bool:

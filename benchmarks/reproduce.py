@@ -15,9 +15,10 @@ import sys
 import time
 
 from benchmarks.runner import RunOptions, Session, run_released_summary, run_table
+from benchmarks.store import EvaluationDataError
 from benchmarks.tables import TABLES
 from refinenet.cli_options import add_options, from_args
-from refinenet.train import TrainingDataError
+from refinenet.train import NonFiniteLossError, TrainingDataError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -42,6 +43,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+# What ends a run with one line, `error: ...`, and exit status 2 instead of a traceback: bad arguments or
+# input (ValueError: layouts, labels, checkpoints, pre-flight, dirty tree), missing or unreadable files and
+# full disks (OSError), and errors met mid-run, whose messages name the file and what was kept.
+RUN_ERRORS = (ValueError, OSError, TrainingDataError, NonFiniteLossError, EvaluationDataError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     opts = from_args(RunOptions, args)
@@ -58,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 frame = run_released_summary(opts, session)
             else:
                 frame = run_table(target, opts, session)
-        except (ValueError, FileNotFoundError, TrainingDataError) as err:
+        except RUN_ERRORS as err:
             print(f"error: {name}: {err}", file=sys.stderr)
             return 2
         stem = "released" if target == "released" else f"table{target}"

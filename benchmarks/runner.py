@@ -230,7 +230,7 @@ class TableProgress:
     """An outer bar, "table 2: model 3/8, row 5/12", above the training and evaluation bars."""
 
     def __init__(self, number: int, models: int, rows: int, enabled: bool):
-        self.number, self.models, self.model = number, models, 0
+        self.number, self.models, self.model, self.rows, self.rows_done = number, models, 0, rows, 0
         self.bar = tqdm(total=rows, disable=not enabled, position=0, leave=True, dynamic_ncols=True,
                         bar_format="{desc} {bar:10} {elapsed}")
 
@@ -238,12 +238,16 @@ class TableProgress:
         self.model += 1
         self.show()
 
+    @property
+    def text(self) -> str:
+        row = min(self.rows_done + 1, self.rows)
+        return f"table {self.number}: model {self.model}/{self.models}, row {row}/{self.rows}"
+
     def show(self) -> None:
-        row = min(self.bar.n + 1, self.bar.total)
-        self.bar.set_description_str(f"table {self.number}: model {self.model}/{self.models}, "
-                                     f"row {row}/{self.bar.total}")
+        self.bar.set_description_str(self.text)
 
     def row_done(self) -> None:
+        self.rows_done += 1
         self.bar.update(1)
         self.show()
 
@@ -336,8 +340,7 @@ def trained_rows(number: int, rows: list[Row], paper: pd.DataFrame, session: Ses
                 ev = session.fresh(ev)
                 evaluation = store.evaluated(ev, ev_cfg, test_server, stamp)
                 columns = {"seed": work.cfg.seed, "data": ev.key["data"]["kind"],
-                           "precision": precision(done["amp"], evaluation["result"].get("fast_path"),
-                                                  evaluation["device"]),
+                           "precision": precision(done.get("precision"), evaluation["result"].get("precision")),
                            "iterations": done["iterations"], "train_seconds": done["train_seconds"],
                            "model_key": model.name, "eval_key": ev.name, "checkpoint": "",
                            "checkpoint_sha256": "", "note": ""}
@@ -379,7 +382,7 @@ def released_rows(number: int, rows: list[Row], paper: pd.DataFrame, session: Se
                 session.data_identity(row.dataset, roots[row.dataset], row.split), test_server))
             evaluation = store.evaluated(ev, ev_cfg, test_server, stamp)
             columns = {"data": ev.key["data"]["kind"],
-                       "precision": precision(None, evaluation["result"].get("fast_path"), evaluation["device"]),
+                       "precision": precision(None, evaluation["result"].get("precision")),
                        "model_key": f"{row.released}@{sha[:16]}", "eval_key": ev.name, "checkpoint": row.released,
                        "checkpoint_sha256": sha, "note": released.released_note(row)}
             records += row_records(number, row, paper, evaluation, columns, session)
@@ -410,8 +413,7 @@ def run_released_summary(opts: RunOptions, session: Session | None = None) -> pd
             result = evaluation["result"]
             chance = chance_scores(result["class_pixels"]) if result.get("class_pixels") else {}
             columns = {"checkpoint_sha256": sha, "dataset": dataset, "profile": "released",
-                       "data": ev.key["data"]["kind"], "precision": precision(None, result.get("fast_path"),
-                                                                             evaluation["device"]),
+                       "data": ev.key["data"]["kind"], "precision": precision(None, result.get("precision")),
                        "eval_seconds": evaluation["eval_seconds"], "device": evaluation["device"],
                        "torch": evaluation["torch"], "code_version": session.provenance.code_version,
                        "dirty": bool(session.provenance.dirty or evaluation.get("dirty")), "eval_key": ev.name,

@@ -4,17 +4,22 @@
     results/runs/evals/<readable>-<hash>/    key.json, result.json, metrics.json, per_class.csv, test-server/
 
 A model's key is its resolved training configuration: every TrainConfig field that changes the weights
-(not the output folder, device, workers, progress, resume or logging), the recipe, the model config, the
-precision it trains in on this device, the profile, and the data's identity (root, split and a hash of
-the split's file list). An evaluation's key is its model's key (or a released checkpoint's SHA-256), every
-EvalConfig setting (taken generically, so a new setting is keyed without touching this file), the device
-type (which picks the fast path) and the data's identity. Keys are canonical JSON hashed with SHA-256;
-`key.json` holds the readable key. A change means a new entry; old entries stay.
+(not the output folder, device, workers, progress, resume or logging; the precision `amp` included, the
+memory format as asked, None meaning the device's choice), the recipe, the model config, the profile, and
+the data's identity (root, split and a hash of the split's file list). An evaluation's key is its model's
+key (or a released checkpoint's SHA-256), every EvalConfig setting (taken generically, so a new setting is
+keyed without touching this file), the device type (which picks the fast path) and the data's identity.
+Keys are canonical JSON hashed with SHA-256; `key.json` holds the readable key. A change means a new
+entry; old entries stay.
 
 Tables share models through the store: Table 1's model is Table 2's Person-Part ResNet-101, Table 3's is
-Table 2's NYUDv2 ResNet-152, so each trains once. Keys hold configuration, not code: after changing the
-training or evaluation code, rerun with --fresh. Every entry records the code that made it (version,
+Table 2's NYUDv2 ResNet-152, Table 9's 4-cascaded one is Table 2's NYUDv2 ResNet-50, so each trains once
+(20 distinct models for Tables 1-9). Keys hold configuration, not code: after changing the training or
+evaluation code, rerun with --fresh. Every entry records the code that made it (version,
 dirty flag, hash of the uncommitted diff) in done.json / result.json.
+
+What a launcher calls: `model_entry` (a model's key and folder), `is_trained` (is it finished),
+`trained_model` (train it, resuming, unless finished); `eval_entry` / `evaluated` likewise for evaluations.
 """
 
 from __future__ import annotations
@@ -32,11 +37,11 @@ from refinenet import data
 from refinenet.atomic import write_text_atomic
 from refinenet.checkpoint import CHECKPOINT_NAME
 from refinenet.config import EvalConfig, TrainConfig, resolve
-from refinenet.data.common import is_standin
+from refinenet.data.common import LabelValueError, is_standin
 from refinenet.evaluate import evaluate, json_safe
 from refinenet.model import RefineNetConfig
 from refinenet.recipe import get_recipe
-from refinenet.train import train, with_device_fast_path
+from refinenet.train import data_error_text, train
 from refinenet.utils import resolve_device
 
 STORE_FORMAT = 1  # bump when the meaning of stored entries changes
@@ -53,6 +58,11 @@ def canonical(value) -> str:
 
 def key_hash(key: dict) -> str:
     return hashlib.sha256(canonical(key).encode()).hexdigest()[:16]
+
+
+class EvaluationDataError(RuntimeError):
+    """A file could not be read or written while evaluating (disk error, file changed under the run); the
+    message names it. The model's checkpoint and every finished entry stay."""
 
 
 def now() -> str:
@@ -110,9 +120,8 @@ def _relative(path: Path | None, root: Path) -> str:
 
 
 def model_entry(store: Path, cfg: TrainConfig, profile: str, data_id: dict) -> Entry:
-    """The store entry of the model `cfg` trains (resolved as `train` resolves it, fast path included)."""
-    amp_given = cfg.amp is not None
-    resolved = with_device_fast_path(resolve(cfg), resolve_device(cfg.device), amp_given)
+    """The store entry of the model `cfg` trains (resolved as `train` resolves it: the recipe fills the gaps)."""
+    resolved = resolve(cfg)
     train_fields = {f.name: getattr(resolved, f.name) for f in dataclasses.fields(resolved)
                     if f.name not in TRAIN_MACHINERY}
     shared = {f.name for f in dataclasses.fields(RefineNetConfig)} & set(train_fields)
@@ -126,12 +135,17 @@ def model_entry(store: Path, cfg: TrainConfig, profile: str, data_id: dict) -> E
     return entry(store, "models", readable, key)
 
 
+def is_trained(model: Entry) -> bool:
+    """Whether the entry's model finished training (its done.json exists)."""
+    return (model.folder / "done.json").is_file()
+
+
 def trained_model(model: Entry, cfg: TrainConfig, stamp: dict) -> dict:
     """Train the entry's model (resuming an interrupted run) unless it is done; returns its done.json record:
-    train_seconds (summed over interrupted sessions), iterations, amp, and the code that trained it."""
+    train_seconds (summed over interrupted sessions), iterations, amp, precision, and the code that trained it."""
     folder = model.folder
     done = folder / "done.json"
-    if done.is_file():
+    if is_trained(model):
         return json.loads(done.read_text())
     model.open()
     spent_file = folder / "train_seconds.json"  # time of earlier, interrupted sessions
@@ -145,7 +159,8 @@ def trained_model(model: Entry, cfg: TrainConfig, stamp: dict) -> dict:
         write_text_atomic(spent_file, json.dumps({"seconds": spent}))
     config = json.loads((folder / "config.json").read_text())
     record = {"train_seconds": round(spent, 1), "iterations": config["iterations"], "amp": config["amp"],
-              "channels_last": config["channels_last"], "finished_at": now(), **stamp}
+              "precision": config.get("precision", ""), "channels_last": config["channels_last"],
+              "finished_at": now(), **stamp}
     write_text_atomic(done, json.dumps(record, indent=1) + "\n")
     return record
 
@@ -177,13 +192,18 @@ def evaluated(ev: Entry, cfg: EvalConfig, test_server: tuple | None, stamp: dict
         return json.loads(path.read_text())
     folder = ev.open()
     start = time.perf_counter()
-    result = evaluate(dataclasses.replace(cfg, out=folder))
-    seconds = round(time.perf_counter() - start, 1)
-    if test_server is not None:
-        # Tables 4 and 5 are test-server results: write the submission files beside the val scores.
-        split, fmt = test_server
-        evaluate(dataclasses.replace(cfg, split=split, out=None, save_predictions=folder / "test-server", format=fmt))
-        result["test_server_files"] = str(folder / "test-server")
+    try:
+        result = evaluate(dataclasses.replace(cfg, out=folder))
+        seconds = round(time.perf_counter() - start, 1)
+        if test_server is not None:
+            # Tables 4 and 5 are test-server results: write the submission files beside the val scores.
+            split, fmt = test_server
+            evaluate(dataclasses.replace(cfg, split=split, out=None, save_predictions=folder / "test-server",
+                                         format=fmt))
+            result["test_server_files"] = str(folder / "test-server")
+    except (OSError, LabelValueError) as err:  # unreadable / changed files, a full disk
+        raise EvaluationDataError(f"{data_error_text(err)}; evaluation stopped, the checkpoint {cfg.checkpoint} "
+                                  "and every finished model and evaluation are kept: rerun to resume") from err
     record = {"result": json_safe(result), "eval_seconds": seconds, "finished_at": now(), **stamp}
     write_text_atomic(path, json.dumps(record, indent=1) + "\n")
     return record

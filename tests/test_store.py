@@ -20,6 +20,7 @@ from benchmarks.runner import RunOptions, Session, run_table
 from refinenet import data
 from refinenet.config import EvalConfig, resolve
 from refinenet.preflight import PreflightError
+from refinenet.train import TrainingDataError
 
 
 @pytest.fixture
@@ -32,14 +33,14 @@ def calls(monkeypatch):
         cfg.out.mkdir(parents=True, exist_ok=True)
         (cfg.out / "checkpoint.pt").write_bytes(b"weights")
         (cfg.out / "config.json").write_text(json.dumps({"iterations": resolve(cfg).iterations, "amp": "none",
-                                                          "channels_last": False}))
+                                                          "precision": "fp32", "channels_last": False}))
         return cfg.out / "checkpoint.pt"
 
     def fake_evaluate(cfg):
         log["evaluate"].append(cfg)
         names = data.dataset_info(cfg.dataset).class_names
         return {"miou": 0.25, "pixel_acc": 0.5, "mean_acc": 0.4, "per_class_iou": {n: 0.25 for n in names},
-                "class_pixels": [30, 10] + [0] * (len(names) - 2), "fast_path": "nchw+fp32"}
+                "class_pixels": [30, 10] + [0] * (len(names) - 2), "fast_path": "nchw+fp32", "precision": "fp32"}
 
     monkeypatch.setattr(store, "train", fake_train)
     monkeypatch.setattr(store, "evaluate", fake_evaluate)
@@ -68,6 +69,26 @@ def test_changing_iterations_seed_or_data_root_trains_a_new_model_and_the_csv_sa
     assert len(calls["train"]) == 4  # ... and each of those is kept: asking again trains nothing
     csv = pd.read_csv(opts.results / "table9.csv")
     assert list(csv.columns) == report.COLUMNS and csv["iterations"].tolist() == [7]
+
+
+def test_changing_the_profile_trains_a_new_model_and_the_csv_says_so(calls, opts):
+    smoke = run_table(9, dataclasses.replace(opts, rows=("single",)))
+    standin = run_table(9, dataclasses.replace(opts, rows=("single",), profile="standin"))
+    assert len(calls["train"]) == 2 and calls["train"][1].profile == "standin"
+    assert (smoke["profile"].tolist(), standin["profile"].tolist()) == (["smoke"], ["standin"])
+    assert "-smoke-" in smoke["model_key"].iloc[0] and "-standin-" in standin["model_key"].iloc[0]
+    assert pd.read_csv(opts.results / "table9.csv")["profile"].tolist() == ["standin"]
+
+
+def test_the_store_says_whether_a_model_is_trained(calls, opts):
+    root = runner.dataset_root("nyudv2", opts)
+    cfg = runner.train_config(runner.TABLES[9].rows[0], root, opts, 0)
+    model = store.model_entry(opts.results / "runs", cfg, "smoke", store.data_identity("nyudv2", root, cfg.split))
+    assert not store.is_trained(model)
+    record = store.trained_model(model, cfg, {"code_version": "x", "dirty": False})
+    assert store.is_trained(model) and record["precision"] == "fp32"
+    assert json.loads((model.folder / "key.json").read_text()) == json.loads(store.canonical(model.key))
+    assert store.trained_model(model, cfg, {}) == record and len(calls["train"]) == 1
 
 
 def test_changing_the_profile_changes_the_model_key(opts, tmp_path):
@@ -108,6 +129,17 @@ def test_tables_sharing_a_model_train_it_once(calls, opts):
     assert shared["train_seconds"].iloc[0] == one["train_seconds"].iloc[0]
 
 
+def test_table_3_and_table_9s_4_cascaded_reuse_table_2s_nyudv2_models(calls, opts):
+    three = run_table(3, opts)  # Table 3 = Table 2's NYUDv2 ResNet-152
+    two = run_table(2, dataclasses.replace(opts, rows=("ResNet-152", "ResNet-50, pool yes, msc no")))
+    assert len(calls["train"]) == 4  # + Person-Part ResNet-152, NYUDv2 and Person-Part ResNet-50
+    nyu = two[two["dataset"] == "nyudv2"].set_index("row")["model_key"]
+    assert nyu["ResNet-152, pool yes, msc yes"] == three["model_key"].iloc[0]
+    nine = run_table(9, dataclasses.replace(opts, rows=("4-cascaded",)))  # also matches 4-cascaded-2-scale
+    assert len(calls["train"]) == 5  # only the 2-scale model is new
+    assert nine.set_index("row")["model_key"]["4-cascaded"] == nyu["ResNet-50, pool yes, msc no"]
+
+
 def test_the_twenty_distinct_models_of_tables_1_to_9(opts, tmp_path, monkeypatch):
     monkeypatch.setattr(store, "data_identity", lambda dataset, root, split: {"dataset": dataset, "split": split})
     keys = {store.model_entry(tmp_path, runner.train_config(row, tmp_path, opts, 0), "smoke",
@@ -120,7 +152,9 @@ def test_seeds_train_and_evaluate_each_model_once_per_seed(calls, opts):
     frame = run_table(9, dataclasses.replace(opts, rows=("single", "2-cascaded"), seeds=(0, 1, 2)))
     assert len(calls["train"]) == 6 and sorted(c.seed for c in calls["train"]) == [0, 0, 1, 1, 2, 2]
     assert sorted(frame["seed"]) == [0, 0, 1, 1, 2, 2] and frame["model_key"].nunique() == 6
-    assert "means over seeds 0, 1, 2" in (opts.results / "table9.md").read_text()
+    md = (opts.results / "table9.md").read_text()
+    assert "mean ± standard deviation over seeds 0, 1, 2" in md and "25.0 ± 0.0 (3 seeds)" in md
+    assert (opts.results / "table9.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_fresh_redoes_a_shared_model_once_per_command(calls, opts):
@@ -145,6 +179,56 @@ def test_rows_carry_chance_precision_device_and_provenance(calls, opts):
     assert {"code_version", "dirty", "diff_sha256", "train_seconds"} <= set(done)
     assert key["train"]["seed"] == 0 and key["data"]["kind"] == "standin"
     assert store.key_hash(key) == row["model_key"].rsplit("-", 1)[1]
+
+
+def test_progress_says_which_model_and_row(opts):
+    progress = runner.TableProgress(2, models=8, rows=12, enabled=False)
+    progress.next_model()
+    assert progress.text == "table 2: model 1/8, row 1/12"
+    for _ in range(4):
+        progress.row_done()
+    progress.next_model()
+    assert progress.text == "table 2: model 2/8, row 5/12"
+    progress.close()
+
+
+def test_a_file_going_bad_mid_training_ends_the_table_run_with_one_line(calls, monkeypatch, opts, capsys):
+    def broken(cfg):
+        raise TrainingDataError("cannot read image /data/nyudv2/images/0001.png: truncated; training stopped, the "
+                                "last good checkpoint /r/checkpoint.pt (iteration 2) is kept")
+
+    monkeypatch.setattr(store, "train", broken)
+    argv = ["9", "--rows", "single", "--profile", "smoke", "--results", str(opts.results), "--cache",
+            str(opts.cache), "--no-progress"]
+    assert reproduce(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    err = err.strip().splitlines()[-1]  # after the stand-in converter's progress
+    assert err.startswith("error: table 9: cannot read image /data/nyudv2/images/0001.png")
+    assert "checkpoint /r/checkpoint.pt (iteration 2) is kept" in err and "Traceback" not in err
+
+
+def test_a_file_going_bad_mid_evaluation_ends_the_table_run_with_one_line(calls, monkeypatch, opts, capsys):
+    def broken(cfg):
+        raise OSError("cannot read image /data/nyudv2/images/0007.png: image file is truncated")
+
+    monkeypatch.setattr(store, "evaluate", broken)
+    argv = ["9", "--rows", "single", "--profile", "smoke", "--results", str(opts.results), "--cache",
+            str(opts.cache), "--no-progress"]
+    assert reproduce(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    err = err.strip().splitlines()[-1]  # after the stand-in converter's progress
+    assert err.startswith("error: table 9: cannot read image /data/nyudv2/images/0007.png")
+    assert "checkpoint.pt and every finished model and evaluation are kept" in err
+    assert len(calls["train"]) == 1 and not list((opts.results / "runs" / "evals").glob("*/result.json"))
+    assert reproduce(argv) == 2 and len(calls["train"]) == 1  # the trained model is reused on the rerun
+
+
+def test_precision_names_training_and_evaluation_when_they_differ():
+    assert provenance.precision("fp32", "fp32") == "fp32"
+    assert provenance.precision(None, "fp32 (tf32 convs)") == "fp32 (tf32 convs)"
+    assert provenance.precision("bf16", "fp32") == "train bf16, eval fp32"
 
 
 def test_an_unknown_row_pattern_lists_the_rows(opts):
