@@ -86,6 +86,16 @@ def test_summary_puts_each_checkpoint_beside_the_paper(setup, table2):
     assert "Table 2, ResNet-50, pool yes, msc yes" in (setup / "results" / "released.md").read_text()
 
 
+def test_table_9s_4_cascaded_row_reuses_table_2s_evaluation_of_the_same_checkpoint(setup, table2):
+    assert reproduce(["9", *args(setup, "--rows", "4-cascaded")]) == 0
+    nine = pd.read_csv(setup / "results" / "table9.csv").set_index("row")
+    nyu = table2[table2["dataset"] == "nyudv2"].iloc[0]
+    assert nine.loc["4-cascaded", "eval_key"] == nyu["eval_key"]  # same file, same protocol: evaluated once
+    assert nine.loc["4-cascaded", "measured_value"] == nyu["measured_value"]
+    assert nine.loc["4-cascaded-2-scale", "note"] == "no released weights"
+    assert pd.isna(nine.loc["4-cascaded-2-scale", "measured_value"])
+
+
 def test_published_figures_are_data_with_their_source():
     published = released.published_figures()
     row = published[published["checkpoint"] == "refinenet101_voc.pth.tar"].iloc[0]
