@@ -20,6 +20,7 @@ from benchmarks.runner import RunOptions, Session, run_table
 from refinenet import data
 from refinenet.config import EvalConfig, resolve
 from refinenet.preflight import PreflightError
+from refinenet.recipe import get_recipe
 from refinenet.train import TrainingDataError
 
 
@@ -97,7 +98,7 @@ def test_changing_the_profile_changes_the_model_key(opts, tmp_path):
     row = runner.TABLES[9].rows[0]
     keys = {profile: store.model_entry(tmp_path, runner.train_config(row, root, dataclasses.replace(
         opts, profile=profile), 0), profile, ids).name for profile in ("smoke", "standin", "paper")}
-    assert len(set(keys.values())) == 3 and "-standin-it80-" in keys["standin"]
+    assert len(set(keys.values())) == 3 and f"-standin-it{get_recipe('standin').iterations}-" in keys["standin"]
 
 
 def test_every_evaluation_setting_is_part_of_the_evaluation_key(tmp_path):
