@@ -349,7 +349,8 @@ def data_error_text(err: BaseException) -> str:
 
 
 def guarded_batches(run: Run, loader):
-    """The loader's batches; a file that cannot be read ends the run with TrainingDataError naming it."""
+    """The batches of `loader` (any iterable: the training loader, the batch-norm calibration batches); a file
+    that cannot be read ends the run with TrainingDataError naming it."""
     batches = iter(loader)
     while True:
         try:
@@ -519,7 +520,7 @@ def train(cfg: TrainConfig, *, on_iteration: Callable[[int], None] | None = None
         return run.checkpoint_path
 
     if run.iteration == 0 and run.cfg.bn_calibration_batches:
-        calibrate_batchnorm(run.model, calibration_batches(run), run.world)
+        calibrate_batchnorm(run.model, guarded_batches(run, calibration_batches(run)), run.world)
     batches = guarded_batches(run, build_loader(run))
     log = TrainingLog(run)
     run.ddp_model.train()
