@@ -3,6 +3,7 @@
     nox -s tests                      the test suite (CPU, minutes)
     nox -s reproduce-table2           Table 2 on stand-in data; `-- --profile paper --data-root /data --device cuda`
     nox -s reproduce-all              every table
+    nox -s reproduce-released         the released checkpoints' summary: `-- --weights DIR --data-root DIR`
     nox -s plots                      re-render results/table<N>.md / .png from the CSVs (no training)
     nox -s notebooks                  execute every notebook in notebooks/ in place
     nox -s bench                      efficiency benchmark -> results/efficiency.*
@@ -57,6 +58,14 @@ for _n in TABLES:
 def reproduce_all(session: nox.Session) -> None:
     """Every table, one after the other; arguments pass through."""
     session.run(suite_python(session), "-m", "benchmarks.reproduce", "all", *session.posargs, external=True)
+
+
+@nox.session(name="reproduce-released", venv_backend="none")
+def reproduce_released(session: nox.Session) -> None:
+    """The authors' released checkpoints on their datasets' splits beside the published figures
+    (results/released.{csv,md}); give `-- --weights DIR --data-root DIR`."""
+    session.run(suite_python(session), "-m", "benchmarks.reproduce", "released", "--profile", "released",
+                *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")

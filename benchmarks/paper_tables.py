@@ -71,3 +71,17 @@ def load_paper_table(n: int) -> pd.DataFrame:
 def load_all() -> pd.DataFrame:
     """Tables 1-9 stacked, same columns and dtypes as `load_paper_table`."""
     return pd.concat([load_paper_table(n) for n in TABLES], ignore_index=True)
+
+
+def paper_value(paper: pd.DataFrame, row, metric: str, class_name: str = "") -> float | None:
+    """The number `paper` (one table, from `load_paper_table`) reports for a table row of
+    benchmarks/tables.py (its `paper` selector), or None when the row has none."""
+    if not row.paper:
+        return None
+    match = paper[(paper["dataset"] == row.dataset) & (paper["metric"] == metric)]
+    match = match[match["class_name"].fillna("") == class_name]
+    for column, value in row.paper.items():
+        match = match[match[column].astype(str) == str(value)]
+    if len(match) > 1:
+        raise ValueError(f"table {row.label}: {len(match)} paper rows match {row.paper} / {metric} {class_name}")
+    return float(match["value"].iloc[0]) if len(match) else None

@@ -2,7 +2,10 @@
 
 `nox -s reproduce-table2 -- --profile paper --data-root /data --device cuda` runs the same.
 Profiles: `standin` (default; generated stand-in data, CPU-sized recipe), `paper` (real data under
---data-root, the paper's recipe, for GPUs), `smoke` (seconds, for tests).
+--data-root, the paper's recipe, for GPUs), `released` (the authors' checkpoints in --weights DIR
+evaluated on real data under --data-root, no training), `smoke` (seconds, for tests).
+Target `released` (with --profile released; `all` includes it) writes results/released.{csv,md}: each
+checkpoint in --weights on its dataset's split, single- and multi-scale, beside the published figures.
 """
 
 from __future__ import annotations
@@ -11,39 +14,64 @@ import argparse
 import sys
 import time
 
-from benchmarks.runner import RunOptions, run_table
+from benchmarks.runner import RunOptions, Session, run_released_summary, run_table
+from benchmarks.store import EvaluationDataError
 from benchmarks.tables import TABLES
 from refinenet.cli_options import add_options, from_args
+from refinenet.train import NonFiniteLossError, TrainingDataError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("tables", nargs="+", help="table numbers (1-9) or 'all'")
+    parser.add_argument("tables", nargs="+", help="table numbers (1-9), 'released' or 'all'")
     add_options(parser, RunOptions)
     args = parser.parse_args(argv)
-    numbers = list(TABLES) if args.tables == ["all"] else []
-    for item in args.tables if args.tables != ["all"] else []:
-        if not item.isdigit() or int(item) not in TABLES:
-            parser.error(f"unknown table {item!r}: give numbers 1-9 or 'all'")
-        numbers.append(int(item))
-    args.numbers = numbers
+    targets = []
+    for item in args.tables:
+        if item == "all":
+            targets += list(TABLES) + (["released"] if args.profile == "released" else [])
+        elif item == "released":
+            if args.profile != "released":
+                parser.error("the 'released' summary evaluates the authors' checkpoints: add --profile released")
+            targets.append(item)
+        elif item.isdigit() and int(item) in TABLES:
+            targets.append(int(item))
+        else:
+            parser.error(f"unknown table {item!r}: give numbers 1-9, 'released' or 'all'")
+    args.targets = list(dict.fromkeys(targets))
     return args
+
+
+# What ends a run with one line, `error: ...`, and exit status 2 instead of a traceback: bad arguments or
+# input (ValueError: layouts, labels, checkpoints, pre-flight, dirty tree), missing or unreadable files and
+# full disks (OSError), and errors met mid-run, whose messages name the file and what was kept.
+RUN_ERRORS = (ValueError, OSError, TrainingDataError, NonFiniteLossError, EvaluationDataError)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     opts = from_args(RunOptions, args)
-    for number in args.numbers:
+    try:
+        session = Session.start(opts)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for target in args.targets:
+        name = "released checkpoints" if target == "released" else f"table {target}"
         start = time.perf_counter()
         try:
-            frame = run_table(number, opts)
-        except (ValueError, FileNotFoundError) as err:
-            print(f"error: table {number}: {err}", file=sys.stderr)
+            if target == "released":
+                frame = run_released_summary(opts, session)
+            else:
+                frame = run_table(target, opts, session)
+        except RUN_ERRORS as err:
+            print(f"error: {name}: {err}", file=sys.stderr)
             return 2
+        stem = "released" if target == "released" else f"table{target}"
         minutes = (time.perf_counter() - start) / 60
-        print(f"table {number}: {len(frame)} measurements in {minutes:.1f} min -> "
-              f"{args.results}/table{number}.csv, .md, .png")
+        print(f"{name}: {len(frame)} measurements in {minutes:.1f} min -> {args.results}/{stem}.csv, .md"
+              f"{'' if target == 'released' else ', .png'}")
     return 0
 
 

@@ -1,50 +1,62 @@
 """Run one table of the paper: train each model it needs, evaluate each row, write tidy results.
 
-Everything is cached under `results/runs/table<N>/` (one folder per trained model and per
-evaluated row), so an interrupted run resumes and a finished row is not recomputed (`fresh=True`
-redoes it). Outputs: `results/table<N>.csv` (one row per measurement), `.md` and `.png`.
+Models and evaluations live in the result store (benchmarks/store.py, `results/runs/`), keyed by what makes
+their numbers, so an interrupted run resumes, a finished row is not recomputed, tables share models, and a
+change of profile, iterations, seed, data or evaluation setting makes a new entry (`fresh=True` redoes the
+entries a run needs). `--profile released` trains nothing: it evaluates the authors' released checkpoints
+for the rows they cover (benchmarks/released.py). Before any work every split a table reads is checked
+once (refinenet/preflight.py). Outputs: `results/table<N>.csv` (one row per measurement, columns
+`report.COLUMNS`), `.md` and `.png`; `results/released.csv` / `.md` for the released checkpoints' summary.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import shutil
-import time
+import os
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import torch
+from tqdm import tqdm
 
-from benchmarks import report
-from benchmarks.paper_tables import load_paper_table
-from benchmarks.tables import TABLES, TEST_SERVER, TRAIN_SPLIT, Row, Table
+from benchmarks import released, report, store
+from benchmarks.paper_tables import load_paper_table, paper_value
+from benchmarks.provenance import (
+    DirtyTreeError,
+    Provenance,
+    check_results_folder,
+    precision,
+    read_provenance,
+    writes_repository_results,
+)
+from benchmarks.tables import MEASURED_SPLIT, TABLES, TEST_SERVER, TRAIN_SPLIT, Row, Table
 from refinenet import data
 from refinenet.atomic import write_text_atomic
+from refinenet.checkpoint import CHECKPOINT_NAME
 from refinenet.cli_options import option
-from refinenet.config import EvalConfig, TrainConfig, resolve
-from refinenet.data.common import is_standin
-from refinenet.evaluate import evaluate, json_safe
+from refinenet.config import EvalConfig, TrainConfig
 from refinenet.inference import PAPER_SCALES
+from refinenet.metrics import chance_scores
+from refinenet.preflight import check_splits
 from refinenet.recipe import default_pooling_blocks
-from refinenet.train import train
-from refinenet.utils import code_version, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
+__all__ = ["PROFILES", "RunOptions", "Session", "paper_value", "run_released_summary", "run_table"]
 
 # Datasets whose public release (and so their stand-in) needs `refinenet prepare` before loading.
 PREPARE = {"voc2012": "sbd", "nyudv2": "nyudv2", "sunrgbd": "sunrgbd", "pascal_context": "pascal_context",
            "person_part": "person_part"}
+STANDIN_SEED = 0  # the stand-in data is the same whatever the training seed
 
 
 @dataclass(frozen=True)
 class Profile:
-    """How a table run is sized. `standin`/`smoke` generate stand-in data; `paper` reads real data."""
+    """How a table run is sized. `standin`/`smoke` generate stand-in data; `paper`/`released` read real data."""
 
     name: str
-    train_profile: str  # the engine's recipe (refinenet/recipe.py)
+    train_profile: str | None  # the engine's recipe (refinenet/recipe.py); None: nothing is trained
     scales: tuple[float, ...]  # multi-scale evaluation
     standin: dict | None  # refinenet standin arguments, None = real data
     checkpoint_every: int | None = None  # None: the recipe's
@@ -53,6 +65,8 @@ class Profile:
 PROFILES = {
     # released evaluation code: scales 0.4-1.2 averaged (guosheng/refinenet main/demo_predict_mscale_<dataset>.m)
     "paper": Profile("paper", "paper", PAPER_SCALES, None),
+    # the authors' released checkpoints, evaluated as the paper's rows say; no training
+    "released": Profile("released", None, PAPER_SCALES, None),
     # ours: small enough that every table finishes in minutes on 2 CPU cores
     "standin": Profile("standin", "standin", (0.75, 1.0, 1.25), {"train": 48, "val": 12, "size": (120, 160)}),
     # ours: seconds per row, for the tests
@@ -65,36 +79,72 @@ class RunOptions:
     """How tables are run; every field is an option of `python -m benchmarks.reproduce`."""
 
     profile: str = option("standin", choices=tuple(sorted(PROFILES)))
-    data_root: str | None = option(None, "paper profile: DIR with one folder per dataset (DIR/voc2012, ...) or "
-                                   "name=PATH[,name=PATH]")
-    results: Path = option(REPO / "results", "where table<N>.* and runs/ go")
-    cache: Path = option(REPO / ".cache", "where stand-in data is generated")
+    data_root: str | None = option(None, "paper / released profile: DIR with one folder per dataset (DIR/voc2012, "
+                                   "...) or name=PATH[,name=PATH]")
+    weights: Path | None = option(None, "released profile: DIR holding refinenet{50,101,152}_{voc,nyu}.pth.tar")
+    results: Path = option(REPO / "results", "where table<N>.* and runs/ (the result store) go")
+    cache: Path = option(REPO / ".cache", "where stand-in data, pre-flight stamps and checksums go")
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     workers: int = option(0, "data-loader workers")
-    fresh: bool = option(False, "discard cached models and evaluations of these tables")
+    fresh: bool = option(False, "redo the models and evaluations these tables need (other store entries stay)")
     iterations: int | None = option(None, "override the profile's training iterations (e.g. quick looks at real data)")
-    seed: int = option(0)
+    seeds: Sequence[int] = option((0,), "training seeds: each model is trained and evaluated once per seed")
+    rows: Sequence[str] = option((), "only the rows whose label contains one of these texts")
+    allow_dirty: bool = option(False, "write the repository's results/ from a tree with uncommitted changes (every "
+                               "row is stamped dirty=true)")
     progress: bool = option(True, "no progress bars")
 
 
-def device_name(device: str) -> str:
-    dev = resolve_device(device)
-    if dev.type == "cuda" and torch.cuda.is_available():
-        return f"{dev} ({torch.cuda.get_device_name(dev)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+@dataclass
+class Session:
+    """What one command shares across its tables: the provenance read once at start and the store entries
+    `--fresh` already redid (so a model two tables share is retrained once)."""
+
+    opts: RunOptions
+    provenance: Provenance
+    refreshed: set[Path] = field(default_factory=set)
+    identities: dict = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, opts: RunOptions) -> Session:
+        if opts.profile == "released" and tuple(opts.seeds) != (0,):
+            raise ValueError("--seeds does not apply to --profile released (nothing is trained)")
+        provenance = read_provenance(opts.device)
+        check_results_folder(opts.results, provenance, opts.allow_dirty)
+        return cls(opts, provenance)
+
+    @property
+    def store_dir(self) -> Path:
+        return Path(self.opts.results) / "runs"
+
+    def fresh(self, entry: store.Entry) -> store.Entry:
+        """`entry`, emptied first when --fresh asks (once per command)."""
+        if self.opts.fresh and entry.folder not in self.refreshed:
+            entry.remove()
+            self.refreshed.add(entry.folder)
+        return entry
+
+    def data_identity(self, dataset: str, root: Path, split: str) -> dict:
+        if (dataset, root, split) not in self.identities:
+            self.identities[dataset, root, split] = store.data_identity(dataset, root, split)
+        return self.identities[dataset, root, split]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
 
 
 def dataset_root(dataset: str, opts: RunOptions) -> Path:
     """Where `dataset` is read from: generated stand-in data, or the user's real copy."""
     profile = PROFILES[opts.profile]
     if profile.standin is None:
-        return real_root(dataset, opts.data_root)
+        return real_root(dataset, opts)
     base = Path(opts.cache) / f"standin-{profile.name}" / dataset
     done = base / "ready.json"
     if done.is_file():
         return Path(json.loads(done.read_text())["root"])
     raw = base / "raw"
-    data.write_standin(dataset, raw, seed=opts.seed, **profile.standin)
+    data.write_standin(dataset, raw, seed=STANDIN_SEED, **profile.standin)
     root = raw
     if dataset in PREPARE:
         root = base / "prepared"
@@ -103,116 +153,305 @@ def dataset_root(dataset: str, opts: RunOptions) -> Path:
     return root
 
 
-def real_root(dataset: str, data_root: str | None) -> Path:
-    if not data_root:
-        raise ValueError("the paper profile reads real data: give --data-root DIR (one folder per dataset, "
+def real_root(dataset: str, opts: RunOptions) -> Path:
+    if not opts.data_root:
+        raise ValueError(f"the {opts.profile} profile reads real data: give --data-root DIR (one folder per dataset, "
                          f"e.g. DIR/{dataset}) or --data-root {dataset}=PATH")
-    if "=" in data_root:
-        roots = dict(item.split("=", 1) for item in data_root.split(","))
+    if "=" in opts.data_root:
+        roots = dict(item.split("=", 1) for item in opts.data_root.split(","))
         if dataset not in roots:
             raise ValueError(f"--data-root names no folder for {dataset} (got {sorted(roots)})")
         return Path(roots[dataset])
-    return Path(data_root) / dataset
+    return Path(opts.data_root) / dataset
 
 
-def train_model(table: Table, row: Row, root: Path, opts: RunOptions) -> tuple[Path, dict]:
-    """Train (or resume, or reuse) the model `row` needs; returns its checkpoint and timing."""
-    out = Path(opts.results) / "runs" / f"table{table.number}" / row.model_key
-    done = out / "done.json"
-    if done.is_file():
-        return out / "checkpoint.pt", json.loads(done.read_text())
-    cfg = TrainConfig(
-        dataset=row.dataset, data_root=root, out=out, split=TRAIN_SPLIT.get(row.dataset, "train"),
-        profile=PROFILES[opts.profile].train_profile, backbone=row.backbone, variant=row.variant,
-        pooling_blocks=row.pooling_blocks, iterations=opts.iterations, seed=opts.seed, device=opts.device,
-        workers=opts.workers, resume=(out / "checkpoint.pt").is_file(), progress=opts.progress,
-        checkpoint_every=PROFILES[opts.profile].checkpoint_every,
-    )
-    start = time.perf_counter()
-    checkpoint = train(cfg)
-    # the runner always trains for a number of iterations (never --epochs), so the recipe says how many
-    timing = {"train_seconds": round(time.perf_counter() - start, 1), "iterations": resolve(cfg).iterations}
-    write_text_atomic(done, json.dumps(timing))
-    return checkpoint, timing
+def check_data(rows: list[Row], opts: RunOptions, training: bool) -> dict[str, Path]:
+    """Each dataset's root, every split the rows read checked once before any work (refinenet/preflight.py)."""
+    roots = {}
+    for dataset in dict.fromkeys(row.dataset for row in rows):
+        roots[dataset] = dataset_root(dataset, opts)
+        splits = [TRAIN_SPLIT.get(dataset, "train") if training else None, MEASURED_SPLIT[dataset],
+                  TEST_SERVER[dataset][0] if dataset in TEST_SERVER else None]
+        check_splits(dataset, roots[dataset], splits, cache_dir=Path(opts.cache) / "preflight", progress=opts.progress)
+    return roots
 
 
-def evaluate_row(table: Table, row: Row, checkpoint: Path, root: Path, opts: RunOptions) -> tuple[dict, float]:
-    out = Path(opts.results) / "runs" / f"table{table.number}" / row.key
-    cached = out / "result.json"
-    if cached.is_file():
-        saved = json.loads(cached.read_text())
-        return saved["result"], saved["eval_seconds"]
-    scales = PROFILES[opts.profile].scales if row.msc else (1.0,)
-    start = time.perf_counter()
-    result = evaluate(EvalConfig(checkpoint=checkpoint, dataset=row.dataset, data_root=root, split=row.split,
-                                 out=out, scales=scales, crf=row.crf, device=opts.device, workers=opts.workers,
-                                 progress=opts.progress))
-    seconds = round(time.perf_counter() - start, 1)
-    if row.dataset in TEST_SERVER:
-        # Tables 4 and 5 are test-server results: write the submission files beside the val scores.
-        split, fmt = TEST_SERVER[row.dataset]
-        evaluate(EvalConfig(checkpoint=checkpoint, dataset=row.dataset, data_root=root, split=split,
-                            save_predictions=out / "test-server", format=fmt, scales=scales, crf=row.crf,
-                            device=opts.device, workers=opts.workers, progress=opts.progress))
-        result["test_server_files"] = str(out / "test-server")
-    write_text_atomic(cached, json.dumps({"result": json_safe(result), "eval_seconds": seconds}, indent=1))
-    return result, seconds
+def select_rows(table: Table, patterns: Sequence[str]) -> list[Row]:
+    if not patterns:
+        return list(table.rows)
+    unmatched = [p for p in patterns if not any(p in row.label for row in table.rows)]
+    if unmatched:
+        labels = "; ".join(dict.fromkeys(row.label for row in table.rows))
+        raise ValueError(f"--rows {unmatched} match no row of table {table.number} (rows: {labels})")
+    return [row for row in table.rows if any(p in row.label for p in patterns)]
 
 
-def paper_value(paper: pd.DataFrame, row: Row, metric: str, class_name: str = "") -> float | None:
-    if not row.paper:
-        return None
-    match = paper[(paper["dataset"] == row.dataset) & (paper["metric"] == metric)]
-    match = match[match["class_name"].fillna("") == class_name]
-    for column, value in row.paper.items():
-        match = match[match[column].astype(str) == str(value)]
-    if len(match) > 1:
-        raise ValueError(f"table {row.label}: {len(match)} paper rows match {row.paper} / {metric} {class_name}")
-    return float(match["value"].iloc[0]) if len(match) else None
+# ---------------------------------------------------------------------------------------------
+# Result rows
 
 
-def run_table(number: int, opts: RunOptions) -> pd.DataFrame:
-    """Run Table `number` and write results/table<N>.{csv,md,png}; returns the tidy results."""
-    table = TABLES[number]
-    if opts.fresh:
-        shutil.rmtree(Path(opts.results) / "runs" / f"table{number}", ignore_errors=True)
-    paper = load_paper_table(number)
-    by_model: dict[str, list[Row]] = defaultdict(list)
-    for row in table.rows:
-        by_model[row.model_key].append(row)
-    records = []
-    version, device = code_version(), device_name(opts.device)
-    for rows in by_model.values():
-        root = dataset_root(rows[0].dataset, opts)
-        checkpoint, timing = train_model(table, rows[0], root, opts)
-        for row in rows:
-            result, eval_seconds = evaluate_row(table, row, checkpoint, root, opts)
-            common = {
-                "table": number, "row": row.label, "dataset": row.dataset, "backbone": row.backbone,
-                "variant": row.variant,
-                "pooling_blocks": default_pooling_blocks(row.dataset) if row.pooling_blocks is None
-                else row.pooling_blocks,
-                "msc": row.msc, "crf": row.crf, "split": row.split, "profile": opts.profile,
-                "data": "standin" if is_standin(root) else "real", "iterations": timing["iterations"],
-                "train_seconds": timing["train_seconds"], "eval_seconds": eval_seconds,
-                "device": device, "code_version": version,
-                "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            }
-            for metric in row.metrics:
-                records.append({**common, "metric": metric, "class_name": "",
-                                "paper_value": paper_value(paper, row, metric),
-                                "measured_value": _percent(result.get(metric))})
-            if row.per_class:
-                for name, iou in result["per_class_iou"].items():
-                    records.append({**common, "metric": "iou", "class_name": name,
-                                    "paper_value": paper_value(paper, row, "iou", name),
-                                    "measured_value": _percent(iou)})
-    frame = pd.DataFrame.from_records(records, columns=report.COLUMNS)
-    results = Path(opts.results)
-    write_text_atomic(results / f"table{number}.csv", frame.to_csv(index=False))
-    report.render(number, frame, results)
-    return frame
+def measurements(row: Row, paper: pd.DataFrame, result: dict | None) -> list[dict]:
+    """The row's metrics (and per-class IoU): paper, measured and majority-class values, in percent."""
+    chance = chance_scores(result["class_pixels"]) if result and result.get("class_pixels") else None
+    found = []
+    for metric in row.metrics:
+        found.append({"metric": metric, "class_name": "", "paper_value": paper_value(paper, row, metric),
+                      "measured_value": _percent(result.get(metric)) if result else None,
+                      "chance_value": _percent(chance[metric]) if chance else None})
+    if row.per_class:
+        for i, name in enumerate(data.dataset_info(row.dataset).class_names):
+            found.append({"metric": "iou", "class_name": name, "paper_value": paper_value(paper, row, "iou", name),
+                          "measured_value": _percent(result["per_class_iou"].get(name)) if result else None,
+                          "chance_value": _percent(chance["iou"][i]) if chance else None})
+    return found
+
+
+def row_records(number: int, row: Row, paper: pd.DataFrame, evaluation: dict | None, columns: dict,
+                session: Session, model_dirty: bool = False) -> list[dict]:
+    """The CSV rows of one table row: what it runs, its measurements, and `columns` (seed, keys, note, ...).
+    `dirty` is true when this run's tree, the evaluation's or the model's was."""
+    evaluation = evaluation or {}
+    what = {"table": number, "row": row.label, "dataset": row.dataset, "backbone": row.backbone,
+            "variant": row.variant, "msc": row.msc, "crf": row.crf, "split": row.split,
+            "pooling_blocks": default_pooling_blocks(row.dataset) if row.pooling_blocks is None else row.pooling_blocks}
+    run = {"eval_seconds": evaluation.get("eval_seconds"), "device": evaluation.get("device", ""),
+           "torch": evaluation.get("torch", ""), "code_version": session.provenance.code_version,
+           "finished_at": evaluation.get("finished_at", ""),
+           "dirty": bool(session.provenance.dirty or evaluation.get("dirty") or model_dirty),
+           "profile": session.opts.profile}
+    return [{**what, **m, **run, **columns} for m in measurements(row, paper, evaluation.get("result"))]
 
 
 def _percent(value) -> float | None:
     return None if value is None or value != value else round(100.0 * float(value), 2)
+
+
+class TableProgress:
+    """An outer bar, "table 2: model 3/8, row 5/12", above the training and evaluation bars."""
+
+    def __init__(self, number: int, models: int, rows: int, enabled: bool):
+        self.number, self.models, self.model, self.rows, self.rows_done = number, models, 0, rows, 0
+        self.bar = tqdm(total=rows, disable=not enabled, position=0, leave=True, dynamic_ncols=True,
+                        bar_format="{desc} {bar:10} {elapsed}")
+
+    def next_model(self) -> None:
+        self.model += 1
+        self.show()
+
+    @property
+    def text(self) -> str:
+        row = min(self.rows_done + 1, self.rows)
+        return f"table {self.number}: model {self.model}/{self.models}, row {row}/{self.rows}"
+
+    def show(self) -> None:
+        self.bar.set_description_str(self.text)
+
+    def row_done(self) -> None:
+        self.rows_done += 1
+        self.bar.update(1)
+        self.show()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Trained models (profiles paper / standin / smoke)
+
+
+def eval_config(row: Row, checkpoint: Path, root: Path, opts: RunOptions) -> EvalConfig:
+    scales = PROFILES[opts.profile].scales if row.msc else (1.0,)
+    return EvalConfig(checkpoint=checkpoint, dataset=row.dataset, data_root=root, split=row.split, scales=scales,
+                      crf=row.crf, device=opts.device, workers=opts.workers, progress=opts.progress)
+
+
+def train_config(row: Row, root: Path, opts: RunOptions, seed: int) -> TrainConfig:
+    profile = PROFILES[opts.profile]
+    return TrainConfig(dataset=row.dataset, data_root=root, out="", split=TRAIN_SPLIT.get(row.dataset, "train"),
+                       profile=profile.train_profile, backbone=row.backbone, variant=row.variant,
+                       pooling_blocks=row.pooling_blocks, iterations=opts.iterations, seed=seed, device=opts.device,
+                       workers=opts.workers, progress=opts.progress, checkpoint_every=profile.checkpoint_every)
+
+
+@dataclass
+class ModelWork:
+    """One distinct model of a run: its training configuration, its store entry and the table rows it serves
+    ((table number, row) pairs; rows of several tables when they share the model)."""
+
+    cfg: TrainConfig
+    entry: store.Entry
+    root: Path
+    rows: list[tuple[int, Row]] = field(default_factory=list)
+
+
+def table_models(number: int, rows: list[Row], session: Session, roots: dict[str, Path]) -> list[ModelWork]:
+    """The models Table `number`'s `rows` need, one per distinct model and seed, in training order."""
+    opts = session.opts
+    by_model: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_model[row.model_key].append(row)
+    works = []
+    for seed in opts.seeds:
+        for group in by_model.values():
+            root = roots[group[0].dataset]
+            cfg = train_config(group[0], root, opts, seed)
+            model = store.model_entry(session.store_dir, cfg, opts.profile,
+                                      session.data_identity(group[0].dataset, root, cfg.split))
+            works.append(ModelWork(cfg, model, root, [(number, row) for row in group]))
+    return works
+
+
+def row_evaluation(work: ModelWork, row: Row, done: dict, opts: RunOptions, store_dir: Path,
+                   identity=store.data_identity) -> tuple[store.Entry, EvalConfig, tuple | None]:
+    """(store entry, configuration, test-server split and format) of evaluating `row` on `work`'s trained model
+    (`done`: its done.json record)."""
+    ev_cfg = eval_config(row, work.entry.folder / CHECKPOINT_NAME, work.root, opts)
+    test_server = TEST_SERVER.get(row.dataset)
+    ev = store.eval_entry(store_dir, {"model": work.entry.name, "trained_at": done["finished_at"]}, ev_cfg,
+                          identity(row.dataset, work.root, row.split), test_server)
+    return ev, ev_cfg, test_server
+
+
+def train_and_evaluate(work: ModelWork, opts: RunOptions, stamp: dict) -> dict:
+    """Train `work`'s model (resuming an interrupted run) and evaluate every row it serves; what a launcher's job
+    runs. Returns the model's done.json record."""
+    done = store.trained_model(work.entry, work.cfg, stamp)
+    if int(os.environ.get("RANK", "0")) == 0:  # under DDP the first process evaluates
+        for _, row in work.rows:
+            ev, ev_cfg, test_server = row_evaluation(work, row, done, opts, work.entry.folder.parents[1])
+            store.evaluated(ev, ev_cfg, test_server, stamp)
+    return done
+
+
+def trained_rows(number: int, rows: list[Row], paper: pd.DataFrame, session: Session) -> list[dict]:
+    opts, stamp = session.opts, session.provenance.stamp()
+    roots = check_data(rows, opts, training=True)
+    works = table_models(number, rows, session, roots)
+    progress = TableProgress(number, len(works), len(rows) * len(opts.seeds), opts.progress)
+    records = []
+    try:
+        for work in works:
+            progress.next_model()
+            model = session.fresh(work.entry)
+            done = store.trained_model(model, work.cfg, stamp)
+            for _, row in work.rows:
+                ev, ev_cfg, test_server = row_evaluation(work, row, done, opts, session.store_dir,
+                                                         session.data_identity)
+                ev = session.fresh(ev)
+                evaluation = store.evaluated(ev, ev_cfg, test_server, stamp)
+                columns = {"seed": work.cfg.seed, "data": ev.key["data"]["kind"],
+                           "precision": precision(done.get("precision"), evaluation["result"].get("precision")),
+                           "iterations": done["iterations"], "train_seconds": done["train_seconds"],
+                           "model_key": model.name, "eval_key": ev.name, "checkpoint": "",
+                           "checkpoint_sha256": "", "note": ""}
+                records += row_records(number, row, paper, evaluation, columns, session, done.get("dirty", False))
+                progress.row_done()
+    finally:
+        progress.close()
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+# Released checkpoints (profile released)
+
+
+def released_rows(number: int, rows: list[Row], paper: pd.DataFrame, session: Session) -> list[dict]:
+    opts, stamp = session.opts, session.provenance.stamp()
+    covered = [row for row in rows if row.released]
+    needed: dict[str, list[str]] = defaultdict(list)
+    for row in covered:
+        needed[row.released].append(f"table {number} '{row.label}' ({row.dataset})")
+    weights = released.require_weights(opts.weights, needed)
+    roots = check_data(covered, opts, training=False)
+    progress = TableProgress(number, len(needed), len(rows), opts.progress)
+    records, seen = [], []
+    try:
+        for row in rows:
+            if not row.released:
+                records += row_records(number, row, paper, None, {"note": "no released weights"}, session)
+                progress.row_done()
+                continue
+            if row.released not in seen:
+                seen.append(row.released)
+                progress.next_model()
+            sha = released.file_sha256(weights[row.released], Path(opts.cache) / "sha256.json")
+            ev_cfg = eval_config(row, weights[row.released], roots[row.dataset], opts)
+            test_server = TEST_SERVER.get(row.dataset)
+            ev = session.fresh(store.eval_entry(
+                session.store_dir, {"released": row.released, "sha256": sha}, ev_cfg,
+                session.data_identity(row.dataset, roots[row.dataset], row.split), test_server))
+            evaluation = store.evaluated(ev, ev_cfg, test_server, stamp)
+            columns = {"data": ev.key["data"]["kind"],
+                       "precision": precision(None, evaluation["result"].get("precision")),
+                       "model_key": f"{row.released}@{sha[:16]}", "eval_key": ev.name, "checkpoint": row.released,
+                       "checkpoint_sha256": sha, "note": released.released_note(row)}
+            records += row_records(number, row, paper, evaluation, columns, session)
+            progress.row_done()
+    finally:
+        progress.close()
+    return records
+
+
+def run_released_summary(opts: RunOptions, session: Session | None = None) -> pd.DataFrame:
+    """Each released checkpoint in --weights on its dataset's measured split, single- and multi-scale, beside
+    the paper's and the converters' figures: results/released.csv and .md."""
+    session = session or Session.start(opts)
+    stamp, records = session.provenance.stamp(), []
+    for name, path in released.present_weights(opts.weights).items():
+        dataset = released.RELEASED_FILES[name][0]
+        split = MEASURED_SPLIT[dataset]
+        root = real_root(dataset, opts)
+        check_splits(dataset, root, [split], cache_dir=Path(opts.cache) / "preflight", progress=opts.progress)
+        sha = released.file_sha256(path, Path(opts.cache) / "sha256.json")
+        for msc in (False, True):
+            cfg = EvalConfig(checkpoint=path, dataset=dataset, data_root=root, split=split,
+                             scales=PAPER_SCALES if msc else (1.0,), device=opts.device, workers=opts.workers,
+                             progress=opts.progress)
+            ev = session.fresh(store.eval_entry(session.store_dir, {"released": name, "sha256": sha}, cfg,
+                                                session.data_identity(dataset, root, split), None))
+            evaluation = store.evaluated(ev, cfg, None, stamp)
+            result = evaluation["result"]
+            chance = chance_scores(result["class_pixels"]) if result.get("class_pixels") else {}
+            columns = {"checkpoint_sha256": sha, "dataset": dataset, "profile": "released",
+                       "data": ev.key["data"]["kind"], "precision": precision(None, result.get("precision")),
+                       "eval_seconds": evaluation["eval_seconds"], "device": evaluation["device"],
+                       "torch": evaluation["torch"], "code_version": session.provenance.code_version,
+                       "dirty": bool(session.provenance.dirty or evaluation.get("dirty")), "eval_key": ev.name,
+                       "finished_at": evaluation["finished_at"]}
+            records += released.summary_records(
+                name, split, msc, {m: _percent(result.get(m)) for m in released.SUMMARY_METRICS},
+                {m: _percent(chance.get(m)) for m in released.SUMMARY_METRICS}, columns)
+    frame = pd.DataFrame.from_records(records, columns=released.SUMMARY_COLUMNS)
+    results = check_before_writing("released", frame, session)
+    write_text_atomic(results / "released.csv", frame.to_csv(index=False))
+    write_text_atomic(results / "released.md", released.summary_markdown(frame))
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------
+# A table
+
+
+def check_before_writing(name: str, frame: pd.DataFrame, session: Session) -> Path:
+    """The results folder, unless rows made from uncommitted code would land in the repository's results/."""
+    results = Path(session.opts.results)
+    if frame["dirty"].any() and not session.opts.allow_dirty and writes_repository_results(results):
+        raise DirtyTreeError(f"{name}: some rows reuse models or evaluations made from uncommitted code (their store "
+                             "entries say dirty=true); rerun with --fresh, or pass --allow-dirty")
+    return results
+
+
+def run_table(number: int, opts: RunOptions, session: Session | None = None) -> pd.DataFrame:
+    """Run Table `number` and write results/table<N>.{csv,md,png}; returns the tidy results."""
+    session = session or Session.start(opts)
+    rows = select_rows(TABLES[number], opts.rows)
+    paper = load_paper_table(number)
+    if opts.profile == "released":
+        records = released_rows(number, rows, paper, session)
+    else:
+        records = trained_rows(number, rows, paper, session)
+    frame = pd.DataFrame.from_records(records, columns=report.COLUMNS)
+    results = check_before_writing(f"table {number}", frame, session)
+    write_text_atomic(results / f"table{number}.csv", frame.to_csv(index=False))
+    report.render(number, frame, results)
+    return frame

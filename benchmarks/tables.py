@@ -3,6 +3,9 @@
 A row names the model it needs (dataset, backbone, cascade variant, pooling blocks) and how it is
 evaluated (multi-scale, CRF, split, metrics). Rows that differ only in evaluation share one trained
 model (`Row.model_key`). `paper` selects the row's reported number(s) in `benchmarks/paper/`.
+`released` names the authors' released checkpoint that `--profile released` evaluates for the row
+(None: no released weights cover it); where that checkpoint's configuration differs from the row's,
+the results say so (benchmarks/released.py).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class Row:
     metrics: tuple[str, ...] = ("miou",)
     per_class: bool = False  # also report per-class IoU (Table 4)
     paper: dict = field(default_factory=dict)  # column -> value selecting the paper's row(s)
+    released: str | None = None  # the released checkpoint (refinenet{50,101,152}_{voc,nyu}.pth.tar) of this model
 
     @property
     def split(self) -> str:
@@ -90,7 +94,11 @@ def _table2_rows() -> tuple[Row, ...]:
             depth = backbone.replace("resnet", "ResNet-")
             label = f"{depth}, pool {'yes' if pooling else 'no'}, msc {'yes' if msc else 'no'}"
             paper = {"backbone": backbone, "pooling": "yes" if pooling else "no", "msc_eval": "yes" if msc else "no"}
-            rows.append(Row(label, dataset, backbone, pooling_blocks=None if pooling else 0, msc=msc, paper=paper))
+            # the released NYUDv2 checkpoints have chained pooling; none were released for Person-Part
+            released = f"refinenet{backbone.removeprefix('resnet')}_nyu.pth.tar" if dataset == "nyudv2" and pooling \
+                else None
+            rows.append(Row(label, dataset, backbone, pooling_blocks=None if pooling else 0, msc=msc, paper=paper,
+                            released=released))
     return tuple(rows)
 
 
@@ -103,15 +111,16 @@ TABLES: dict[int, Table] = {
              _table2_rows(), plot="ablation"),
     3: Table(3, "NYUDv2, 40 classes (pixel acc., mean acc., IoU)",
              (Row("RefineNet-Res152", "nyudv2", "resnet152", metrics=("pixel_acc", "mean_acc", "miou"),
-                  paper={"method": "RefineNet-Res152"}),)),
+                  paper={"method": "RefineNet-Res152"}, released="refinenet152_nyu.pth.tar"),)),
     4: Table(4, "PASCAL VOC 2012 test (per-class IoU), with dense CRF",
              (
                  Row("RefineNet-Res101", "voc2012", "resnet101", crf=True, per_class=True,
-                     paper={"method": "RefineNet-Res101"}),
+                     paper={"method": "RefineNet-Res101"}, released="refinenet101_voc.pth.tar"),
                  Row("RefineNet-Res152", "voc2012", "resnet152", crf=True, per_class=True,
-                     paper={"method": "RefineNet-Res152"}),
+                     paper={"method": "RefineNet-Res152"}, released="refinenet152_voc.pth.tar"),
                  # Sec. 4.2: the CRF "yields a marginal improvement of 0.1% on the validation set"
-                 Row("RefineNet-Res152 without CRF", "voc2012", "resnet152", crf=False, per_class=True),
+                 Row("RefineNet-Res152 without CRF", "voc2012", "resnet152", crf=False, per_class=True,
+                     released="refinenet152_voc.pth.tar"),
              ), plot="per_class",
              note="Paper numbers are VOC test-server results; we measure on val and write the test-server files.",
              remark="The paper's VOC models were pre-trained on MS COCO (Sec. 4.2); ours are not (VOC train_aug from "
@@ -127,6 +136,8 @@ TABLES: dict[int, Table] = {
     8: Table(8, "ADE20K val, 150 classes (mean IoU)",
              tuple(Row(_ours(b), "ade20k", b, paper={"method": _ours(b)}) for b in ("resnet101", "resnet152"))),
     9: Table(9, "Cascade variants on NYUDv2 (ResNet-50, single-scale evaluation)",
-             tuple(Row(v, "nyudv2", "resnet50", variant=v, msc=False, paper={"variant": v}) for v in TABLE_9_VARIANTS),
+             # the released ResNet-50 NYUDv2 checkpoint is the 4-cascaded model (Table 2's ResNet-50 row)
+             tuple(Row(v, "nyudv2", "resnet50", variant=v, msc=False, paper={"variant": v},
+                       released="refinenet50_nyu.pth.tar" if v == "4-cascaded" else None) for v in TABLE_9_VARIANTS),
              plot="ablation"),
 }

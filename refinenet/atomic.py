@@ -39,6 +39,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
         Path(tmp).unlink(missing_ok=True)
 
 
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary files `atomic_path(path)` leaves beside `path` when its process is killed
+    mid-write (`.<name>.*.tmp`); returns what was removed. Call it when a run that owns `path` starts again."""
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -160,6 +160,8 @@ class TrainConfig:
                                           "(default: OUT/cache); the dataset root is never written to")
     resume: bool = option(False, "continue from OUT/checkpoint.pt")
     progress: bool = option(True, "no progress bar (the JSONL log is still written)")
+    preflight: bool = option(True, "skip the pre-flight check that reads every image and label of the splits once "
+                             "before training (refinenet/preflight.py; a split that passed is remembered)")
 
 
 @dataclass

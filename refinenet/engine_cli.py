@@ -17,10 +17,11 @@ from refinenet.config import EvalConfig, PredictConfig, TrainConfig
 from refinenet.data.common import DatasetLayoutError, LabelValueError
 from refinenet.evaluate import evaluate, format_result
 from refinenet.predict import predict
-from refinenet.train import NonFiniteLossError, train
+from refinenet.train import NonFiniteLossError, TrainingDataError, train
 
-# The exceptions that mean a bad argument or input, reported without a traceback.
-USER_ERRORS = (CheckpointError, DatasetLayoutError, LabelValueError, FileNotFoundError, ValueError)
+# The exceptions that mean a bad argument or input, reported without a traceback (a file that turns
+# unreadable mid-run included: TrainingDataError names it and the checkpoint kept).
+USER_ERRORS = (CheckpointError, DatasetLayoutError, LabelValueError, FileNotFoundError, ValueError, TrainingDataError)
 
 
 def _run(function, *args) -> int:

@@ -102,6 +102,7 @@ def _summed_scores(matrix: ConfusionMatrix, class_names, device: torch.device) -
         "per_class_iou": dict(zip(class_names, scores["iou"])),
         "per_class_acc": dict(zip(class_names, scores["class_acc"])),
         "pixels": scores["pixels"],
+        "class_pixels": scores["class_pixels"],  # per class, for the majority-class baseline (metrics.chance_scores)
     }
 
 

@@ -72,4 +72,20 @@ class ConfusionMatrix:
             "mean_acc": float(torch.nanmean(acc)) if (in_target > 0).any() else float("nan"),
             "class_acc": acc.cpu().tolist(),
             "pixels": int(total),
+            "class_pixels": [int(v) for v in in_target.tolist()],  # ground-truth pixels per class
         }
+
+
+def chance_scores(class_pixels) -> dict:
+    """The scores of the majority-class predictor on the same pixels: every pixel labelled with the class that
+    has the most ground-truth pixels (`class_pixels`, one count per class, as `compute()` returns them).
+
+    The floor a trained model must beat. Computed by `compute()` itself from that predictor's confusion
+    matrix, so it follows the same definitions: pixel acc. = majority share; mean IoU = that share over the
+    classes present in the ground truth (the others have IoU 0); mean acc. = 1 / classes present.
+    """
+    counts = torch.as_tensor(list(class_pixels), dtype=torch.int64)
+    matrix = ConfusionMatrix(len(counts))
+    matrix.mat = torch.zeros((len(counts), len(counts)), dtype=torch.int64)
+    matrix.mat[:, int(counts.argmax())] = counts
+    return matrix.compute()

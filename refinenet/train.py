@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import platform
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -27,7 +29,7 @@ from tqdm import tqdm
 
 from refinenet import checkpoint as ckpt_io
 from refinenet import data
-from refinenet.atomic import torch_save_atomic, write_text_atomic
+from refinenet.atomic import remove_stale_temps, torch_save_atomic, write_text_atomic
 from refinenet.checkpoint import CHECKPOINT_NAME, CheckpointError
 from refinenet.config import TrainConfig, resolve
 from refinenet.data.class_index import load_class_index
@@ -47,12 +49,18 @@ from refinenet.fastpath import (
 from refinenet.inference import rescale, scaled_size
 from refinenet.loss import segmentation_loss, training_scores
 from refinenet.model import RefineNet, build_refinenet
+from refinenet.preflight import check_splits
 from refinenet.recipe import get_recipe
 from refinenet.utils import all_gather_object, all_reduce_mean, barrier, init_distributed
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped and the last good checkpoint was kept."""
+
+
+class TrainingDataError(RuntimeError):
+    """A training image or label could not be read mid-run (disk error, file changed under the run); the
+    run stopped and its last checkpoint was kept. The message names the file."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +334,33 @@ def calibration_batches(run: Run):
         yield prepare_input(images.to(run.device), run.fast)
 
 
+def kept_checkpoint(run: Run) -> str:
+    """What a stopped run leaves behind, for its error message."""
+    if run.last_saved is None:
+        return "no checkpoint had been written yet"
+    return f"the last good checkpoint {run.checkpoint_path} (iteration {run.last_saved}) is kept"
+
+
+def data_error_text(err: BaseException) -> str:
+    """The message of a data-loading error. One re-raised by a DataLoader worker carries the worker's whole
+    traceback; its last line is the original error (which names the file)."""
+    text = str(err).strip()
+    return re.sub(r"^[\w.]+: ", "", text.splitlines()[-1]) if "Original Traceback" in text else text
+
+
+def guarded_batches(run: Run, loader):
+    """The batches of `loader` (any iterable: the training loader, the batch-norm calibration batches); a file
+    that cannot be read ends the run with TrainingDataError naming it."""
+    batches = iter(loader)
+    while True:
+        try:
+            yield next(batches)
+        except StopIteration:
+            return
+        except (OSError, ValueError) as err:  # unreadable / changed files, undefined label values
+            raise TrainingDataError(f"{data_error_text(err)}; training stopped, {kept_checkpoint(run)}") from err
+
+
 def save_checkpoint(run: Run) -> None:
     """Every rank checks its weights and hands in its RNG state (dropout differs per rank); rank 0 writes."""
     if not all(torch.isfinite(p).all() for p in run.model.parameters()):
@@ -381,11 +416,8 @@ def train_one_step(run: Run, batches) -> tuple[float, list[float]]:
         step_loss += loss.detach() / cfg.grad_accum
     step_loss = all_reduce_mean(step_loss)  # every rank sees the same value and stops together
     if not torch.isfinite(step_loss):
-        kept = "no checkpoint had been written yet"
-        if run.last_saved is not None:
-            kept = f"the last good checkpoint {run.checkpoint_path} (iteration {run.last_saved}) is kept"
         raise NonFiniteLossError(
-            f"loss is {step_loss.item()} at iteration {run.iteration + 1}; training stopped, {kept}. "
+            f"loss is {step_loss.item()} at iteration {run.iteration + 1}; training stopped, {kept_checkpoint(run)}. "
             f"Try a lower --lr (now {cfg.lr}) or --amp none."
         )
     lrs = [group["lr"] for group in optimizer.param_groups]  # the rates this step uses
@@ -471,6 +503,10 @@ def train(cfg: TrainConfig, *, on_iteration: Callable[[int], None] | None = None
     """
     cfg = resolve(cfg)
     check_run_folder(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        remove_stale_temps(Path(cfg.out) / CHECKPOINT_NAME)  # left by a process killed while writing
+        if cfg.preflight:  # every file of the splits read once: one error listing the bad ones, not one hours in
+            check_splits(cfg.dataset, cfg.data_root, [cfg.split, cfg.val_split], progress=cfg.progress)
     run = build(cfg)
     if cfg.resume:
         restore(run)
@@ -484,8 +520,8 @@ def train(cfg: TrainConfig, *, on_iteration: Callable[[int], None] | None = None
         return run.checkpoint_path
 
     if run.iteration == 0 and run.cfg.bn_calibration_batches:
-        calibrate_batchnorm(run.model, calibration_batches(run), run.world)
-    batches = iter(build_loader(run))
+        calibrate_batchnorm(run.model, guarded_batches(run, calibration_batches(run)), run.world)
+    batches = guarded_batches(run, build_loader(run))
     log = TrainingLog(run)
     run.ddp_model.train()
     try:

@@ -42,3 +42,17 @@ def standin(converted) -> Path:
 @pytest.fixture(scope="module")
 def prepared(converted) -> Path:
     return converted[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Pre-flight stamps and other caches of the library go to a temporary folder, not ~/.cache."""
+    import os
+
+    old = os.environ.get("REFINENET_CACHE")
+    os.environ["REFINENET_CACHE"] = str(tmp_path_factory.mktemp("refinenet-cache"))
+    yield
+    if old is None:
+        os.environ.pop("REFINENET_CACHE", None)
+    else:
+        os.environ["REFINENET_CACHE"] = old

@@ -51,22 +51,26 @@ def test_smoke_run_writes_tidy_csv_markdown_and_png(smoke_table9):
     assert len(csv) == 4 and set(csv["row"]) == set(TABLES[9].rows[i].label for i in range(4))
     assert set(csv["profile"]) == {"smoke"} and set(csv["data"]) == {"standin"}
     assert csv["paper_value"].tolist() == [40.3, 40.9, 42.5, 43.1]
-    assert csv["measured_value"].between(0, 100).all()
+    assert csv["measured_value"].between(0, 100).all() and csv["chance_value"].between(0, 100).all()
+    assert set(csv["precision"]) == {"fp32"} and set(csv["seed"]) == {0} and csv["model_key"].nunique() == 4
+    assert csv["eval_key"].nunique() == 4 and csv["checkpoint"].isna().all()
     md = (opts.results / "table9.md").read_text()
     assert "profile=smoke, data=standin" in md and "| 4-cascaded | nyudv2 |" in md
     assert (opts.results / "table9.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_resumed_run_skips_finished_rows(smoke_table9):
-    opts, _ = smoke_table9
-    done = opts.results / "runs" / "table9" / "nyudv2-resnet50-single-pooldefault" / "done.json"
+    opts, first = smoke_table9
+    single = first[first["row"] == "single"].iloc[0]
+    done = opts.results / "runs" / "models" / single["model_key"] / "done.json"
     before = done.stat().st_mtime_ns
-    result = opts.results / "runs" / "table9" / "nyudv2-resnet50-single-pooldefault-ss" / "result.json"
+    result = opts.results / "runs" / "evals" / single["eval_key"] / "result.json"
     cached = json.loads(result.read_text())
     frame = run_table(9, opts)
     assert done.stat().st_mtime_ns == before
     single = frame[frame["row"] == "single"]["measured_value"].iloc[0]
     assert single == pytest.approx(round(100 * cached["result"]["miou"], 2))
+    assert frame["model_key"].tolist() == first["model_key"].tolist()
 
 
 def test_plots_rerender_from_the_csv_alone(smoke_table9):

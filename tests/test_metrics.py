@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from refinenet.metrics import ConfusionMatrix
+from refinenet.metrics import ConfusionMatrix, chance_scores
 
 
 def test_hand_worked_three_class_case():
@@ -20,6 +20,30 @@ def test_hand_worked_three_class_case():
     assert m["pixel_acc"] == pytest.approx(4 / 6)
     assert m["mean_acc"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
     assert m["pixels"] == 6  # the two 255 pixels are left out
+    assert m["class_pixels"] == [2, 2, 2]
+
+
+def test_majority_class_baseline_hand_worked():
+    # ground truth: 6 pixels of class 0, 3 of class 1, 1 of class 2, none of class 3 (N = 10, 3 classes present)
+    chance = chance_scores([6, 3, 1, 0])
+    assert chance["pixel_acc"] == pytest.approx(0.6)  # the majority share
+    assert chance["iou"][:3] == pytest.approx([0.6, 0.0, 0.0]) and math.isnan(chance["iou"][3])
+    assert chance["miou"] == pytest.approx(0.6 / 3)  # absent class 3 left out, as in FCN's mean
+    assert chance["mean_acc"] == pytest.approx(1 / 3)
+
+
+def test_majority_class_baseline_equals_scoring_that_predictor():
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 5, (40, 30), generator=gen)
+    target[target == 4] = 255
+    cm = ConfusionMatrix(6)
+    cm.update(torch.full_like(target, int(torch.bincount(target[target != 255]).argmax())), target)
+    direct = cm.compute()
+    truth = ConfusionMatrix(6)
+    truth.update(target, target)
+    chance = chance_scores(truth.compute()["class_pixels"])
+    for key in ("miou", "pixel_acc", "mean_acc"):
+        assert chance[key] == pytest.approx(direct[key])
 
 
 def test_class_absent_everywhere_is_nan_and_left_out_of_the_means():
