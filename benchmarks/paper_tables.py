@@ -21,6 +21,9 @@ IoU the table does not print (so it is not the mean of the 20 per-class rows). T
 `val`: the 5105 VOC 2010 val images, which the paper calls its test set (refinenet.data spells it
 `val`). Table 7's split is not named in the paper; it is taken as the standard 5050-image test set.
 
+`benchmarks/paper/text.csv` holds the few numbers the paper states in its text rather than in a
+table (e.g. Sec. 4.2's dense CRF gain on VOC val), each with the sentence it comes from.
+
     from benchmarks.paper_tables import load_paper_table, load_all
     load_paper_table(4).query("method == 'RefineNet-Res152' and metric == 'miou'").value  # 83.4
 """
@@ -40,6 +43,7 @@ COLUMNS = (
 DATASETS = ("voc2012", "pascal_context", "nyudv2", "sunrgbd", "cityscapes", "ade20k", "person_part")
 METRICS = ("miou", "pixel_acc", "mean_acc", "iou")
 _STRING_COLUMNS = tuple(c for c in COLUMNS if c not in ("table", "ours", "value"))
+TEXT_COLUMNS = ("key", "section", "dataset", "split", "metric", "value", "quote")
 
 
 def table_path(n: int) -> Path:
@@ -71,3 +75,27 @@ def load_paper_table(n: int) -> pd.DataFrame:
 def load_all() -> pd.DataFrame:
     """Tables 1-9 stacked, same columns and dtypes as `load_paper_table`."""
     return pd.concat([load_paper_table(n) for n in TABLES], ignore_index=True)
+
+
+def paper_value(paper: pd.DataFrame, row, metric: str, class_name: str = "") -> float | None:
+    """The paper's number for a table spec row (benchmarks.tables.Row: its `dataset` and `paper`
+    selector), or None where the row has no counterpart in the paper."""
+    if not row.paper:
+        return None
+    match = paper[(paper["dataset"] == row.dataset) & (paper["metric"] == metric)]
+    match = match[match["class_name"].fillna("") == class_name]
+    for column, value in row.paper.items():
+        match = match[match[column].astype(str) == str(value)]
+    if len(match) > 1:
+        raise ValueError(f"table {row.label}: {len(match)} paper rows match {row.paper} / {metric} {class_name}")
+    return float(match["value"].iloc[0]) if len(match) else None
+
+
+def load_paper_text() -> pd.DataFrame:
+    """Numbers the paper states in its text (benchmarks/paper/text.csv), indexed by `key`."""
+    path = PAPER_DIR / "text.csv"
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    if tuple(df.columns) != TEXT_COLUMNS:
+        raise ValueError(f"{path}: columns {list(df.columns)} are not {list(TEXT_COLUMNS)}")
+    df["value"] = df["value"].astype(float)
+    return df.set_index("key")

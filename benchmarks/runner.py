@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from benchmarks import report
-from benchmarks.paper_tables import load_paper_table
+from benchmarks.paper_tables import load_paper_table, paper_value
 from benchmarks.tables import TABLES, TEST_SERVER, TRAIN_SPLIT, Row, Table
 from refinenet import data
 from refinenet.atomic import write_text_atomic
@@ -157,18 +157,6 @@ def evaluate_row(table: Table, row: Row, checkpoint: Path, root: Path, opts: Run
         result["test_server_files"] = str(out / "test-server")
     write_text_atomic(cached, json.dumps({"result": json_safe(result), "eval_seconds": seconds}, indent=1))
     return result, seconds
-
-
-def paper_value(paper: pd.DataFrame, row: Row, metric: str, class_name: str = "") -> float | None:
-    if not row.paper:
-        return None
-    match = paper[(paper["dataset"] == row.dataset) & (paper["metric"] == metric)]
-    match = match[match["class_name"].fillna("") == class_name]
-    for column, value in row.paper.items():
-        match = match[match[column].astype(str) == str(value)]
-    if len(match) > 1:
-        raise ValueError(f"table {row.label}: {len(match)} paper rows match {row.paper} / {metric} {class_name}")
-    return float(match["value"].iloc[0]) if len(match) else None
 
 
 def run_table(number: int, opts: RunOptions) -> pd.DataFrame:
