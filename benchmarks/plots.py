@@ -10,6 +10,7 @@ sits outside the data.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -55,7 +56,8 @@ def panel(ax, lines: pd.DataFrame, labels: list[str], metric: str, title: str, *
         if pd.notna(line["chance_value"]):
             ax.hlines(line["chance_value"], x - WIDTH, x + WIDTH, colors="black", linestyles="--", lw=1.0)
     ax.set_xticks(np.arange(len(labels)), labels, rotation=30, ha="right", fontsize=7 if dense else 8)
-    ax.set_xlim(-0.6, len(labels) - 0.4)
+    pad = max(0.6, (3 - len(labels)) / 2 + 0.6)  # room for at least three rows, so one row is not a slab
+    ax.set_xlim(-pad, len(labels) - 1 + pad)
     ax.set_ylim(0, 112)
     ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel(f"{summaries.METRIC_NAMES.get(metric, metric)} (%)")
@@ -71,13 +73,14 @@ def _legend(fig, agg: pd.DataFrame) -> None:
         handles.append(Line2D([], [], color="black", ls="--", label="chance (majority class)"))
     if agg[["paper_value", "mean"]].isna().any().any():
         handles.append(Patch(fill=False, hatch="///", edgecolor=MISSING, label="n/a: no value"))
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
 
 
-def title(number: int, frame: pd.DataFrame) -> str:
-    """The figure's title: the table, the provenance, then every stamp (dirty tree, stand-in, protocol)."""
-    lines = [f"Table {number}: {TABLES[number].title}", summaries.provenance(frame)]
-    return "\n".join(lines + summaries.stamps(number, frame))
+def title(number: int, frame: pd.DataFrame, width: int = 150) -> str:
+    """The figure's title: the table, the provenance, then every stamp (dirty tree, stand-in, protocol),
+    each wrapped at `width` characters."""
+    lines = [f"Table {number}: {TABLES[number].title}", summaries.provenance(frame)] + summaries.stamps(number, frame)
+    return "\n".join(textwrap.fill(line, width) for line in lines)
 
 
 def figure(number: int, frame: pd.DataFrame):
@@ -87,7 +90,11 @@ def figure(number: int, frame: pd.DataFrame):
     if table.plot == "per_class":
         per_class = measured.aggregate(measured.per_class_rows(frame))
         rows = list(dict.fromkeys(per_class["row"]))
-        fig, axes = plt.subplots(len(rows) + 1, 1, figsize=(15, 3.4 * (len(rows) + 1)), layout="constrained")
+        # the mean IoU panel a third of the width, the per-class panels the whole width
+        mosaic = [["miou", "."]] + [[f"class{i}", f"class{i}"] for i in range(len(rows))]
+        named = plt.figure(figsize=(15, 3.4 * (len(rows) + 1)), layout="constrained").subplot_mosaic(
+            mosaic, width_ratios=[1, 2])
+        fig, axes = named["miou"].figure, [named["miou"]] + [named[f"class{i}"] for i in range(len(rows))]
         miou = summary[summary["metric"] == "miou"]
         panel(axes[0], miou, list(miou["row"]), "miou", "mean IoU per row")
         for ax, label in zip(axes[1:], rows):
@@ -96,7 +103,7 @@ def figure(number: int, frame: pd.DataFrame):
         agg = pd.concat([summary, per_class])
     elif table.plot == "ablation":
         datasets = list(dict.fromkeys(summary["dataset"]))
-        fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets) + 2, 5), squeeze=False,
+        fig, axes = plt.subplots(1, len(datasets), figsize=(max(9.0, 6.5 * len(datasets)), 5.2), squeeze=False,
                                  layout="constrained")
         for ax, dataset in zip(axes[0], datasets):
             group = summary[(summary["dataset"] == dataset) & (summary["metric"] == "miou")]
@@ -105,7 +112,7 @@ def figure(number: int, frame: pd.DataFrame):
     else:
         metrics = list(dict.fromkeys(summary["metric"]))
         several = summary["dataset"].nunique() > 1
-        fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics) + 3, 4.6), squeeze=False,
+        fig, axes = plt.subplots(1, len(metrics), figsize=(max(9.0, 4.5 * len(metrics) + 1), 4.8), squeeze=False,
                                  layout="constrained")
         for ax, metric in zip(axes[0], metrics):
             group = summary[summary["metric"] == metric]
@@ -114,7 +121,7 @@ def figure(number: int, frame: pd.DataFrame):
         agg = summary
     _legend(fig, agg)
     stamp_color = "#b00000" if frame["dirty"].any() else "black"
-    fig.suptitle(title(number, frame), fontsize=9, color=stamp_color)
+    fig.suptitle(title(number, frame, width=int(fig.get_figwidth() * 14)), fontsize=9, color=stamp_color)
     return fig
 
 

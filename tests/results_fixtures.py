@@ -27,7 +27,8 @@ def synthetic(number: int, value, *, seeds=(0,), profile="paper", data="real", c
                 "variant": row.variant, "pooling_blocks": row.pooling_blocks if row.pooling_blocks is not None else 2,
                 "msc": row.msc, "crf": row.crf, "split": row.split, "seed": "" if profile == "released" else seed,
                 "profile": profile, "data": data, "precision": "fp32", "iterations": 100,
-                "train_seconds": 10.0 + models.index(row.model_key), "eval_seconds": 1.0, "device": "cpu (test)", "torch": "2.x",
+                "train_seconds": 10.0 + models.index(row.model_key), "eval_seconds": 1.0,  # one time per model
+                "device": "cpu (test)", "torch": "2.x",
                 "code_version": "abc1234-dirty" if dirty else "abc1234", "dirty": dirty,
                 "model_key": f"{row.model_key}-seed{seed}", "eval_key": f"{row.key}-seed{seed}",
                 "checkpoint": checkpoint, "checkpoint_sha256": "", "note": note,
