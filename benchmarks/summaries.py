@@ -111,9 +111,12 @@ def learned_overview(frame: pd.DataFrame) -> str:
     primary = agg[agg["metric"] == ("miou" if (agg["metric"] == "miou").any() else agg["metric"].iloc[0])]
     if primary["chance_value"].isna().all():
         return "These results carry no chance baseline (the CSV predates the chance_value column)."
-    verdicts = [versus_chance(line).split(":")[0] for _, line in primary.iterrows()]
     name = METRIC_NAMES.get(primary["metric"].iloc[0], primary["metric"].iloc[0])
-    return f"{verdicts.count('learned')} of {len(verdicts)} rows learned ({name} above the majority-class baseline)."
+    done = primary[primary["n"] > 0]
+    verdicts = [versus_chance(line).split(":")[0] for _, line in done.iterrows()]
+    missing = len(primary) - len(done)
+    return (f"{verdicts.count('learned')} of {len(verdicts)} measured rows learned ({name} above the majority-class "
+            f"baseline)" + (f"; {missing} not measured." if missing else "."))
 
 
 def claim_sentence(claim) -> str:

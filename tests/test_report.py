@@ -56,7 +56,14 @@ def test_learned_sentence_follows_the_numbers(value, chance, sentence):
     md = _md(1, synthetic(1, lambda row, metric, seed: value, chance=chance))
     assert sentence in md
     verdict = sentence.split(":")[0]
-    assert f"{1 if verdict == 'learned' else 0} of 1 rows learned" in md
+    assert f"{1 if verdict == 'learned' else 0} of 1 measured rows learned" in md
+
+
+def test_unmeasured_rows_are_not_counted_as_not_learned():
+    values = {"RefineNet-Res101": 30.0, "RefineNet-Res152": float("nan")}
+    md = _md(6, synthetic(6, lambda row, metric, seed: values[row.label], chance=2.0))
+    assert "1 of 1 measured rows learned (mean IoU above the majority-class baseline); 1 not measured." in md
+    assert "RefineNet-Res152 (pascal_context): mean IoU not measured" in md
 
 
 def test_chance_column_sits_beside_the_measured_numbers():
