@@ -104,8 +104,11 @@ def markdown(number: int, frame: pd.DataFrame, claim_lines: pd.DataFrame | None 
 
 
 def render(number: int, frame: pd.DataFrame, results: Path, claim_lines: pd.DataFrame | None = None) -> None:
-    """Write results/table<N>.md and .png (atomically)."""
+    """Write results/table<N>.md and .png (atomically). Without `claim_lines` (a run of one table,
+    whose CSV is already written) results/claims.csv and .md are refreshed from every CSV present."""
     frame = measured.normalise(frame)
+    if claim_lines is None:
+        claim_lines = write_claims(results)
     write_text_atomic(Path(results) / f"table{number}.md", markdown(number, frame, claim_lines))
     plots.plot(number, frame, Path(results) / f"table{number}.png")
 

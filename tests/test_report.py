@@ -182,6 +182,16 @@ def test_main_writes_tables_and_claims_beside_the_csvs(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
+def test_rendering_one_table_refreshes_the_claims_from_every_csv(tmp_path):
+    write(synthetic(9, lambda row, metric, seed: 40.0), tmp_path, 9)
+    two = synthetic(2, lambda row, metric, seed: 40.0)
+    write(two, tmp_path, 2)
+    report.render(2, two, tmp_path)  # as the runner does after writing table2.csv
+    lines = claims.read(tmp_path / "claims.csv")
+    assert {"2", "9"} <= set(lines[lines["verdict"] != "not measured"]["table"])
+    assert not (tmp_path / "table9.md").exists()
+
+
 def test_a_failed_claims_rendering_keeps_the_previous_files(tmp_path, monkeypatch):
     write(synthetic(9, lambda row, metric, seed: 40.0), tmp_path, 9)
     assert report.main(["--results", str(tmp_path)]) == 0
