@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks import measured
+from benchmarks import measured, summaries
 from benchmarks.paper_tables import load_paper_table, load_paper_text, paper_value
 from benchmarks.tables import TABLES
 
@@ -289,7 +289,7 @@ def markdown(claims: pd.DataFrame) -> str:
         lines += [f"> **FROM A DIRTY TREE**: lines measured with uncommitted changes (code {', '.join(dirty)}).", ""]
     lines += [f"{len(claims)} claim lines: {tally}. Deltas are in percentage points of the metric (for efficiency:"
               " a ratio, below 1 = RefineNet needs less). Regenerated from the results CSVs by `nox -s plots`.",
-              "", "Where our protocol differs from the authors': [docs/protocol.md](../docs/protocol.md).", "",
+              "", summaries.protocol_link(), "",
               "| claim | table | dataset | compared | metric | paper Δ | measured Δ | spread | seeds | profile | data"
               " | verdict | reason |", "|" + "---|" * 13]
     for _, c in claims.iterrows():

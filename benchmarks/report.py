@@ -35,7 +35,8 @@ def _yes(value) -> str:
 
 def header(number: int, frame: pd.DataFrame, link_prefix: str = "../") -> list[str]:
     """Title, provenance, the stamps a reader needs first, the protocol link and the table's note."""
-    lines = [f"# Table {number}: {TABLES[number].title}", "", summaries.stamp_markdown(number, frame, link_prefix), ""]
+    lines = [f"# Table {number}: {TABLES[number].title}", "", summaries.stamp_markdown(number, frame), "",
+             summaries.protocol_link(link_prefix), ""]
     return lines + ([TABLES[number].note, ""] if TABLES[number].note else [])
 
 

@@ -132,13 +132,13 @@ def _unit(claim) -> str:
     return "" if claim["unit"] == "points" else f" {claim['unit']}"
 
 
-def stamp_markdown(number: int, frame: pd.DataFrame, link_prefix: str = "../") -> str:
-    """Provenance, the stamps (dirty tree and stand-in in bold) and the protocol link, as markdown."""
+def stamp_markdown(number: int, frame: pd.DataFrame) -> str:
+    """Provenance and the stamps (dirty tree and stand-in in bold), as markdown."""
     lines = [f"Measured with **{provenance(frame)}**."]
     for stamp in stamps(number, frame):
         bold = stamp.startswith("FROM A DIRTY TREE") or stamp == STANDIN
         lines.append(f"> **{stamp}**" if bold else f"> {stamp}")
-    return "\n\n".join(lines + [protocol_link(link_prefix)])
+    return "\n\n".join(lines)
 
 
 def findings_markdown(number: int, frame: pd.DataFrame, claim_lines: pd.DataFrame) -> str:
