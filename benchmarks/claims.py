@@ -148,10 +148,29 @@ def _line(claim: str, table, dataset: str, compared: str, metric: str, **values)
 
 
 def _groups(frame: pd.DataFrame | None, dataset: str) -> list[tuple[str, str, pd.DataFrame]]:
+    """The dataset's measured rows by (profile, data): one claim line each. Rows without a measured
+    value (e.g. "no released weights", whose `data` is empty) make no group of their own."""
     if frame is None:
         return []
-    rows = frame[frame["dataset"] == dataset]
+    rows = frame[(frame["dataset"] == dataset) & frame["measured_value"].notna()]
     return [(p, d, g) for (p, d), g in rows.groupby(["profile", "data"], sort=False)]
+
+
+def _absent(frame: pd.DataFrame | None, table: int, dataset: str, labels: list[str]) -> str:
+    """Why `labels` have no measured value: not in the CSV, or there without a number (with its note)."""
+    reasons = []
+    for label in labels:
+        hit = pd.DataFrame() if frame is None else frame[(frame["row"] == label) & (frame["dataset"] == dataset)]
+        notes = "; ".join(dict.fromkeys(n for n in hit.get("note", []) if n))
+        reasons.append(f"row {label} not in results/table{table}.csv" if hit.empty else
+                       f"row {label} not measured" + (f" ({notes})" if notes else ""))
+    return "; ".join(reasons)
+
+
+def _nothing_measured(frame: pd.DataFrame | None, table: int, dataset: str, labels: list[str]) -> str:
+    if frame is None or (frame["dataset"] != dataset).all():
+        return f"results/table{table}.csv has no {dataset} rows"
+    return _absent(frame, table, dataset, labels)
 
 
 def _code(frame: pd.DataFrame) -> str:
@@ -174,14 +193,14 @@ def _better(c: Better, frame: pd.DataFrame | None) -> list[dict]:
         where = {"profile": profile, "data": data, "code": _code(group)}
         if missing:
             lines.append(_line(c.claim, c.table, c.dataset, compared, c.metric, **common, **where,
-                               reason=f"row {', '.join(missing)} not in results/table{c.table}.csv"))
+                               reason=_absent(frame, c.table, c.dataset, missing)))
             continue
         delta, spread, seeds = b.mean() - a.mean(), _spread(a, b), min(len(a), len(b))
         result, reason = verdict(delta, spread, seeds, profile, data)
         lines.append(_line(c.claim, c.table, c.dataset, compared, c.metric, **common, **where, measured_delta=delta,
                            spread=spread, seeds=seeds, verdict=result, reason=reason))
     return lines or [_line(c.claim, c.table, c.dataset, compared, c.metric, **common,
-                           reason=f"results/table{c.table}.csv has no {c.dataset} rows")]
+                           reason=_nothing_measured(frame, c.table, c.dataset, [c.worse, c.better]))]
 
 
 def _beats_others(c: BeatsOthers, frame: pd.DataFrame | None) -> list[dict]:
@@ -199,7 +218,7 @@ def _beats_others(c: BeatsOthers, frame: pd.DataFrame | None) -> list[dict]:
         where = {"profile": profile, "data": data, "code": _code(group)}
         if values.empty:
             lines.append(_line(claim, c.table, ours.dataset, compared, c.metric, **common, **where,
-                               reason=f"row {c.row} not in results/table{c.table}.csv"))
+                               reason=_absent(frame, c.table, ours.dataset, [c.row])))
             continue
         spread = values.std(ddof=1) if len(values) > 1 else float("nan")
         delta = values.mean() - best["value"]
@@ -209,7 +228,7 @@ def _beats_others(c: BeatsOthers, frame: pd.DataFrame | None) -> list[dict]:
         lines.append(_line(claim, c.table, ours.dataset, compared, c.metric, **common, **where, measured_delta=delta,
                            spread=spread, seeds=len(values), verdict=result, reason=reason))
     return lines or [_line(claim, c.table, ours.dataset, compared, c.metric, **common,
-                           reason=f"results/table{c.table}.csv has no {ours.dataset} rows")]
+                           reason=_nothing_measured(frame, c.table, ours.dataset, [c.row]))]
 
 
 def _less_memory(c: LessMemory, efficiency: pd.DataFrame | None) -> dict:

@@ -4,7 +4,8 @@
 number, the chance baseline, the seed, the precision, whether the tree was dirty, the trained
 model's key, a note and the released checkpoint. CSVs written before that schema lack some of
 these columns; a missing column is treated as absent: no chance baseline, seed unknown, `dirty`
-derived from a code version ending in "-dirty", `model_key` derived from the model's columns.
+derived from a code version ending in "-dirty", `model_key` derived from the model's columns. Text
+columns read back empty (e.g. `data` of a row the released profile has no weights for) become "".
 
 `aggregate` turns one row per seed into one line per measured quantity (mean, standard deviation,
 min, max over seeds); `timing` gives one line per trained model, so a model that serves several
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 COLUMNS = [
@@ -23,7 +25,8 @@ COLUMNS = [
     "iterations", "train_seconds", "eval_seconds", "device", "torch", "code_version", "dirty", "model_key",
     "eval_key", "checkpoint", "checkpoint_sha256", "note", "finished_at",
 ]  # fmt: skip
-TEXT_COLUMNS = ("class_name", "note", "checkpoint", "precision", "model_key", "device", "code_version")
+TEXT_COLUMNS = ("row", "dataset", "metric", "class_name", "split", "profile", "data", "note", "checkpoint", "precision",
+                "model_key", "device", "code_version")
 # one measured quantity: the same row, metric and class under the same profile and data
 KEYS = ["table", "row", "dataset", "metric", "class_name", "profile", "data"]
 STANDIN_PROFILES = ("standin", "smoke")
@@ -60,8 +63,8 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _dirty(flag, code_version: str) -> bool:
-    if isinstance(flag, bool):
-        return flag
+    if isinstance(flag, (bool, np.bool_)):  # the result store's CSVs read back as a bool column
+        return bool(flag)
     if isinstance(flag, str) and flag.strip():
         return flag.strip().lower() in ("true", "1", "yes")
     return str(code_version).endswith("-dirty")

@@ -96,6 +96,19 @@ def test_missing_rows_and_tables_are_not_measured():
     assert nine["verdict"] == "not measured" and "table9.csv" in nine["reason"]
 
 
+def test_rows_without_released_weights_are_not_measured_and_say_why():
+    frame = synthetic(2, lambda row, metric, seed: 40.0, profile="released")
+    unweighted = frame["dataset"] == "person_part"  # no checkpoint was released for Person-Part
+    frame.loc[unweighted, ["measured_value", "data", "seed"]] = None
+    frame.loc[unweighted, "note"] = "no released weights"
+    lines = _lines({2: frame})
+    line = _one(lines, CRP, "person_part")
+    assert line["verdict"] == "not measured"
+    assert line["reason"] == ("row ResNet-50, pool no, msc no not measured (no released weights); "
+                              "row ResNet-50, pool yes, msc no not measured (no released weights)")
+    assert _one(lines, CRP, "nyudv2")["profile"] == "released"  # the measured rows are still compared
+
+
 def test_state_of_the_art_compares_with_the_best_other_method():
     lines = _lines({8: synthetic(8, lambda row, metric, seed: 36.0)})
     line = lines[lines["table"] == "8"].iloc[0]

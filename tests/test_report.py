@@ -41,6 +41,31 @@ def test_a_clean_old_schema_csv_carries_no_dirty_stamp(tmp_path):
     assert "DIRTY" not in md
 
 
+def _store_style(frame):
+    """`frame` as the result store's runner writes it: a bool `dirty` column that can be true while the code
+    version is clean (the model was trained from a dirty tree), and released-profile rows without weights
+    that carry no measured value, no seed and no data kind."""
+    frame = frame.copy()
+    frame["dirty"] = [i == 0 for i in range(len(frame))]
+    unweighted = frame["row"] == frame["row"].iloc[-1]
+    frame.loc[unweighted, ["measured_value", "chance_value", "data", "seed"]] = None
+    frame.loc[unweighted, "note"] = "no released weights"
+    return frame
+
+
+def test_store_schema_csv_reads_its_dirty_flag_and_rows_without_weights(tmp_path):
+    frame = _store_style(synthetic(2, lambda row, metric, seed: 40.0, profile="released", chance=2.0))
+    loaded = measured.load_results(write(frame, tmp_path, 2))
+    assert loaded["dirty"].tolist() == frame["dirty"].tolist()  # a clean code version does not hide the flag
+    last = frame["row"].iloc[-1]
+    assert (loaded.loc[loaded["row"] == last, "data"] == "").all()
+    md = _md(2, loaded)
+    assert "FROM A DIRTY TREE: 1 of" in md
+    line = next(line for line in md.splitlines() if line.startswith(f"| {last} |"))
+    assert "no released weights" in line and "| — |" in line  # the row stays in the table, unmeasured
+    assert f"{last} (person_part): mean IoU not measured" in md
+
+
 def test_several_seeds_show_mean_and_spread():
     frame = synthetic(1, lambda row, metric, seed: 40.0 + seed, seeds=(0, 1, 2))
     md = _md(1, frame)
