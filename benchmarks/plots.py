@@ -3,9 +3,9 @@
 Each panel shows one metric in percent: a grey bar for the paper, an orange bar for our mean over
 seeds (min-max over seeds as an error bar), the value written on every bar (a measured 0.0 reads
 "0.0"; a missing value is a hatched empty slot reading "n/a"), and the chance baseline (majority
-class on the same split) as a dashed line across the row's bars. The title says where the numbers
-come from (profile, data, seeds, dirty tree) and what they cannot be compared with; the legend
-sits outside the data.
+class on the same split) as a dashed line across the row's bars, or a legend line saying the results
+carry none. The title says where the numbers come from (profile, data, seeds, dirty tree) and what
+they cannot be compared with; the legend sits outside the data.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ WIDTH = 0.38
 NA_HEIGHT = 4.0  # height of the hatched slot marking a missing value
 
 
-def _bar(ax, x: float, value: float, color: str, *, spread=None, fontsize=7, rotate=False) -> None:
+def _bar(ax, x: float, value: float, color: str, *, spread=None, floor=float("nan"), fontsize=7,
+         rotate=False) -> None:
+    """One bar with its value written above it, and above `floor` (the chance line) where the bar is lower."""
     if pd.isna(value):
         ax.bar(x, NA_HEIGHT, WIDTH, fill=False, hatch="///", edgecolor=MISSING, linewidth=0.6)
         ax.text(x, NA_HEIGHT + 1, "n/a", ha="center", va="bottom", fontsize=fontsize, color="#666666",
@@ -43,6 +45,8 @@ def _bar(ax, x: float, value: float, color: str, *, spread=None, fontsize=7, rot
         low, high = spread
         ax.errorbar(x, value, yerr=[[value - low], [high - value]], fmt="none", ecolor="black", capsize=2, lw=0.8)
         top = high
+    if pd.notna(floor) and top < floor + 2:  # keep the label off the dashed chance line
+        top = floor + 1
     ax.text(x, top + 1, f"{value:.1f}", ha="center", va="bottom", fontsize=fontsize, rotation=90 if rotate else 0)
 
 
@@ -52,7 +56,8 @@ def panel(ax, lines: pd.DataFrame, labels: list[str], metric: str, title: str, *
     for x, (_, line) in enumerate(lines.iterrows()):
         _bar(ax, x - WIDTH / 2, line["paper_value"], PAPER, fontsize=fontsize, rotate=dense)
         spread = (line["min"], line["max"]) if line["n"] > 1 else None
-        _bar(ax, x + WIDTH / 2, line["mean"], MEASURED, spread=spread, fontsize=fontsize, rotate=dense)
+        _bar(ax, x + WIDTH / 2, line["mean"], MEASURED, spread=spread, floor=line["chance_value"], fontsize=fontsize,
+             rotate=dense)
         if pd.notna(line["chance_value"]):
             ax.hlines(line["chance_value"], x - WIDTH, x + WIDTH, colors="black", linestyles="--", lw=1.0)
     ax.set_xticks(np.arange(len(labels)), labels, rotation=30, ha="right", fontsize=7 if dense else 8)
@@ -71,6 +76,8 @@ def _legend(fig, agg: pd.DataFrame) -> None:
         handles.append(Line2D([], [], color="black", marker="|", ls="none", label="min-max over seeds"))
     if agg["chance_value"].notna().any():
         handles.append(Line2D([], [], color="black", ls="--", label="chance (majority class)"))
+    else:  # CSVs written before the chance_value column: say so rather than draw nothing silently
+        handles.append(Line2D([], [], color="none", label="no chance baseline in these results"))
     if agg[["paper_value", "mean"]].isna().any().any():
         handles.append(Patch(fill=False, hatch="///", edgecolor=MISSING, label="n/a: no value"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)

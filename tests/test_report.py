@@ -164,6 +164,25 @@ def test_plot_tells_a_measured_zero_from_a_missing_value():
     plt.close(fig)
 
 
+def test_plot_keeps_a_value_label_off_the_chance_line():
+    values = {"RefineNet-Res101": 0.0, "RefineNet-Res152": 30.0}
+    frame = synthetic(6, lambda row, metric, seed: values[row.label], chance=5.0)
+    fig = plots.figure(6, measured.normalise(frame))
+    zero = next(t for t in fig.axes[0].texts if t.get_text() == "0.0")
+    assert zero.get_position()[1] > 5.0
+    plt.close(fig)
+
+
+def test_plot_says_when_the_results_carry_no_chance_baseline():
+    without = plots.figure(6, measured.normalise(old_schema(synthetic(6, lambda r, m, s: 30.0))))
+    assert "no chance baseline in these results" in [t.get_text() for t in without.legends[0].get_texts()]
+    plt.close(without)
+    with_chance = plots.figure(6, measured.normalise(synthetic(6, lambda r, m, s: 30.0)))
+    labels = [t.get_text() for t in with_chance.legends[0].get_texts()]
+    assert "chance (majority class)" in labels and "no chance baseline in these results" not in labels
+    plt.close(with_chance)
+
+
 def test_plot_draws_units_chance_and_seed_range():
     frame = synthetic(1, lambda row, metric, seed: 40.0 + 2 * seed, seeds=(0, 1, 2), chance=3.0)
     fig = plots.figure(1, measured.normalise(frame))
