@@ -71,8 +71,9 @@ def overview_notebook() -> nbformat.NotebookNode:
         new_markdown_cell("# RefineNet reproduction: overview\n\nFirst what the paper claims and what was measured "
                           "(`results/claims.csv`, written by `nox -s plots`), then one line per measured table row: "
                           "the paper's number beside ours and the chance baseline, with the profile and data that "
-                          "produced it. The per-table notebooks hold the plots and details; the efficiency benchmark "
-                          "(`nox -s bench`) is summarised at the end.\n\n" + protocol_link()),
+                          "produced it. The per-table notebooks hold the plots and details; the released checkpoints' "
+                          "summary (`nox -s reproduce-released`) and the efficiency benchmark (`nox -s bench`) close "
+                          "it, where they have been run.\n\n" + protocol_link()),
         new_code_cell(SETUP),
         new_code_cell("""\
 if (RESULTS / "claims.csv").is_file():
@@ -90,9 +91,9 @@ pd.concat([summaries.results_view(f) for f in frames.values()]) if frames else p
         new_code_cell("""\
 missing = [n for n in range(1, 10) if n not in frames]
 display(Markdown("Tables without results yet: " + (", ".join(map(str, missing)) if missing else "none") + "."))
-eff = RESULTS / "efficiency.md"
-if eff.is_file():
-    display(Markdown(eff.read_text()))"""),
+for name in ("released.md", "efficiency.md"):  # the released checkpoints' summary, the efficiency benchmark
+    if (RESULTS / name).is_file():
+        display(Markdown((RESULTS / name).read_text()))"""),
     ]
     return new_notebook(cells=cells, metadata=KERNEL)
 
