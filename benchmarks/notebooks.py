@@ -44,7 +44,8 @@ def table_notebook(number: int) -> nbformat.NotebookNode:
         new_markdown_cell(f"# Table {number}: {table.title}\n\n"
                           f"Paper numbers come from `benchmarks/paper/table{number}.csv`; measured numbers from "
                           f"`results/table{number}.csv`, written by `nox -s reproduce-table{number}`. Every text "
-                          "below is derived from those numbers (`benchmarks/summaries.py`).\n\n" + protocol_link()),
+                          "below is derived from those numbers (`benchmarks/summaries.py`).\n\n" + protocol_link()
+                          + (f"\n\n**{table.remark}**" if table.remark else "")),
         new_code_cell(SETUP),
         new_code_cell(f"""\
 results = measured.load_results(RESULTS / "table{number}.csv")

@@ -2,20 +2,19 @@
 
 Nothing here is a fixed verdict: whether a model learned is read off its measured value against the
 chance baseline on the same split, stand-in and dirty-tree stamps come from the rows' `data`,
-`profile` and `dirty` columns, and the remarks on the paper's protocol (test server, MS COCO
-training data) from the paper's own table data in benchmarks/paper/.
+`profile` and `dirty` columns, the test-server remark from the paper's own table data in
+benchmarks/paper/, and what the paper's models had that ours lack (MS COCO for VOC) from the table
+spec's `remark` (benchmarks/tables.py).
 """
 
 from __future__ import annotations
-
-import re
 
 import pandas as pd
 
 from benchmarks import measured
 from benchmarks.measured import fmt
 from benchmarks.paper_tables import load_paper_table
-from benchmarks.tables import TRAIN_SPLIT
+from benchmarks.tables import PROTOCOL_DOC, TABLES
 
 METRIC_NAMES = {"miou": "mean IoU", "pixel_acc": "pixel accuracy", "mean_acc": "mean accuracy", "iou": "IoU"}
 STANDIN = "stand-in data — not comparable with the paper"
@@ -26,7 +25,7 @@ CHANCE_MARGIN = 1.0
 
 def protocol_link(prefix: str = "../") -> str:
     """The pointer to the one table of where our protocol differs from the authors'."""
-    return f"Where our protocol differs from the authors': [docs/protocol.md]({prefix}docs/protocol.md)."
+    return f"Where our protocol differs from the authors': [{PROTOCOL_DOC}]({prefix}{PROTOCOL_DOC})."
 
 
 def _values(frame: pd.DataFrame, column: str) -> str:
@@ -58,23 +57,10 @@ def server_remark(number: int, frame: pd.DataFrame) -> str | None:
     return f"measured on {_values(frame, 'split')}; paper: test server"
 
 
-def training_data_remark(number: int) -> str | None:
-    """Where the paper's RefineNet rows were trained on MS COCO as well (Table 4, Sec. 4.2) and ours not."""
-    paper = load_paper_table(number)
-    ours = paper[paper["ours"] & paper["training_data"].str.contains("COCO")]
-    if ours.empty:
-        return None
-    parts = [re.sub(r"\s*\[[0-9, ]+\]", "", p).strip() for p in ours["training_data"].iloc[0].split("+")]
-    without = [p for p in parts if "COCO" not in p]
-    split = TRAIN_SPLIT.get(ours["dataset"].iloc[0], "train")
-    return (f"paper: RefineNet trained on {' + '.join(parts)} (Sec. 4.2); ours on {' + '.join(without)} "
-            f"(split {split}), without MS COCO")
-
-
 def stamps(number: int, frame: pd.DataFrame) -> list[str]:
     """Every remark a reader needs before the numbers, most important first."""
     lines = [dirty_stamp(frame), STANDIN if measured.is_standin(frame) else None,
-             server_remark(number, frame), training_data_remark(number)]
+             server_remark(number, frame), TABLES[number].remark]
     return [line for line in lines if line]
 
 
@@ -132,13 +118,23 @@ def _unit(claim) -> str:
     return "" if claim["unit"] == "points" else f" {claim['unit']}"
 
 
+def seeds_remark(frame: pd.DataFrame) -> str | None:
+    """How several seeds are summarised, e.g. "mean ± standard deviation over seeds 0, 1, 2"."""
+    seeds = sorted({int(s) for s in frame["seed"].dropna()})
+    if len(seeds) < 2:
+        return None
+    return (f"Measured values: mean ± standard deviation over seeds {', '.join(map(str, seeds))} "
+            "(the plots show min-max).")
+
+
 def stamp_markdown(number: int, frame: pd.DataFrame) -> str:
-    """Provenance and the stamps (dirty tree and stand-in in bold), as markdown."""
-    lines = [f"Measured with **{provenance(frame)}**."]
+    """Provenance, how seeds are summarised, and the stamps (dirty tree, stand-in and the table's remark on
+    the paper's models in bold), as markdown."""
+    lines = [f"Measured with **{provenance(frame)}**.", seeds_remark(frame)]
     for stamp in stamps(number, frame):
-        bold = stamp.startswith("FROM A DIRTY TREE") or stamp == STANDIN
+        bold = stamp.startswith("FROM A DIRTY TREE") or stamp in (STANDIN, TABLES[number].remark)
         lines.append(f"> **{stamp}**" if bold else f"> {stamp}")
-    return "\n\n".join(lines)
+    return "\n\n".join(line for line in lines if line)
 
 
 def findings_markdown(number: int, frame: pd.DataFrame, claim_lines: pd.DataFrame) -> str:

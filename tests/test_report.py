@@ -69,7 +69,8 @@ def test_store_schema_csv_reads_its_dirty_flag_and_rows_without_weights(tmp_path
 def test_several_seeds_show_mean_and_spread():
     frame = synthetic(1, lambda row, metric, seed: 40.0 + seed, seeds=(0, 1, 2))
     md = _md(1, frame)
-    assert "41.0 ± 1.0 (3 seeds)" in md and "seeds 0, 1, 2" in md
+    assert "41.0 ± 1.0 (3 seeds)" in md and "mean ± standard deviation over seeds 0, 1, 2" in md
+    assert "standard deviation" not in _md(1, synthetic(1, lambda row, metric, seed: 40.0))
 
 
 @pytest.mark.parametrize(("value", "chance", "sentence"), [
@@ -126,12 +127,13 @@ def test_note_and_released_checkpoint_are_shown():
     assert "released checkpoints" in md  # the seed label
 
 
-def test_test_server_and_coco_remarks_come_from_the_paper_data():
+def test_test_server_remark_comes_from_the_paper_data_and_coco_from_the_table_spec():
     t4 = synthetic(4, lambda row, metric, seed: 50.0)
     md, title = _md(4, t4), _title(4, t4)
     for text in (md, title):
         assert "measured on val; paper: test server" in text
-        assert "VOC train + SBD + MS COCO" in text and "without MS COCO" in text
+        assert "pre-trained on MS COCO" in text
+    assert f"> **{TABLES[4].remark}**" in md
     t5 = synthetic(5, lambda row, metric, seed: 50.0)
     assert "paper: test server" in _title(5, t5) and "COCO" not in _title(5, t5)
     t6 = synthetic(6, lambda row, metric, seed: 50.0)
