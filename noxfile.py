@@ -4,8 +4,9 @@
     nox -s reproduce-table2           Table 2 on stand-in data; `-- --profile paper --data-root /data --device cuda`
     nox -s reproduce-all              every table
     nox -s reproduce-released         the released checkpoints' summary: `-- --weights DIR --data-root DIR`
-    nox -s plots                      re-render results/table<N>.md / .png from the CSVs (no training)
+    nox -s plots                      re-render results/table<N>.md / .png and claims.csv / .md from the CSVs
     nox -s notebooks                  execute every notebook in notebooks/ in place
+    nox -s lab                        open the result notebooks in JupyterLab (`-- --port 8890` passes through)
     nox -s bench                      efficiency benchmark -> results/efficiency.*
     nox -s lint                       ruff
     nox -s dev                        .venv with refinenet and the dev tools
@@ -70,7 +71,7 @@ def reproduce_released(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def plots(session: nox.Session) -> None:
-    """Re-render every results/table<N>.md and .png from the CSVs (no training)."""
+    """Re-render every results/table<N>.md and .png, and results/claims.csv / .md, from the CSVs (no training)."""
     session.run(suite_python(session), "-m", "benchmarks.report", *session.posargs, external=True)
 
 
@@ -78,6 +79,17 @@ def plots(session: nox.Session) -> None:
 def notebooks(session: nox.Session) -> None:
     """Execute every notebook in notebooks/ in place (they read results/)."""
     session.run(suite_python(session), "-m", "benchmarks.notebooks", "--execute", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def lab(session: nox.Session) -> None:
+    """JupyterLab on notebooks/ from the shared virtualenv (adds the dev extra, which has jupyter, once).
+    Arguments go to `jupyter lab`: `nox -s lab -- --port 8890 --no-browser`."""
+    python = suite_python(session)
+    jupyter = SUITE / "bin" / "jupyter"
+    if not (SUITE / "bin" / "jupyter-lab").exists():
+        session.run(python, "-m", "pip", "install", "-e", ".[dev]", external=True)
+    session.run(str(jupyter), "lab", "notebooks/", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")

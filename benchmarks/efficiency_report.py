@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from benchmarks.efficiency_measure import DILATED, FAST_PATHS, HEADLINE, MODELS, VOC_IMAGE
+from benchmarks.summaries import protocol_link
 from refinenet.atomic import atomic_path, write_text_atomic
 
 GIB = 2**30
@@ -80,7 +81,7 @@ def summary(table, args, common: dict, notes: dict) -> str:
     peaks = ("train_peak_rss", "inference_peak_rss") if on_cpu else \
         ("train_cuda_max_memory_allocated", "inference_cuda_max_memory_allocated")
     image = "x".join(map(str, VOC_IMAGE if not args.quick else (48, 64)))
-    lines = _introduction(args, common, notes)
+    lines = _introduction(args, common, notes) + [protocol_link(), ""]
     lines += _headline_comparison(table, args, ref, peaks)
     lines += _every_model(table, args, models, peaks[0])
     lines += _against_peer(table, args, ref)

@@ -2,7 +2,9 @@
 
 `python -m benchmarks.notebooks --write` (re)writes `notebooks/*.ipynb` from this file;
 `--execute` runs them in place with nbclient so they open with their results (`nox -s notebooks`).
-Each notebook reads `results/table<N>.csv` with pandas; nothing is computed in them but views.
+Each notebook reads `results/` with pandas and renders it with the same functions as the markdown
+(benchmarks/measured.py, summaries.py, claims.py): every sentence about results is derived from the
+numbers, none is written into a notebook. Open them with `nox -s lab` or `jupyter lab notebooks/`.
 """
 
 from __future__ import annotations
@@ -13,96 +15,88 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from benchmarks.tables import PROTOCOL_DOC, TABLES
+from benchmarks.summaries import protocol_link
+from benchmarks.tables import TABLES
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
+KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 
 SETUP = """\
+import sys
 from pathlib import Path
+
 import pandas as pd
 from IPython.display import Image, Markdown, display
 
-RESULTS = Path.cwd().parent / "results" if Path.cwd().name == "notebooks" else Path("results")
-pd.set_option("display.width", 160)"""
+REPO = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+RESULTS = REPO / "results"
+sys.path.insert(0, str(REPO))  # benchmarks/ is not an installed package: import it from the repository
+from benchmarks import claims, measured, summaries
 
-WHY = {
-    "standin": "These rows were measured on **stand-in data**: synthetic images in each dataset's real layout, "
-    "trained from random initialisation (no ImageNet weights can be downloaded here) with a CPU-sized recipe. "
-    "They show that the whole pipeline runs and learns; they are **not** comparable with the paper's numbers.",
-    "real": "These rows were measured on the real dataset.",
-}
-TEST_SERVER_NOTE = ("The paper's numbers are test-server results; we score on val and write the test-server "
-                    "submission files (see `results/runs/table{n}/*/test-server/`).")
+pd.set_option("display.width", 160)
+pd.set_option("display.max_colwidth", 80)"""
 
 
 def table_notebook(number: int) -> nbformat.NotebookNode:
     table = TABLES[number]
     cells = [
         new_markdown_cell(f"# Table {number}: {table.title}\n\n"
-                          f"Paper numbers come from `benchmarks/paper/table{number}.csv`; "
-                          f"measured numbers from `results/table{number}.csv`, written by "
-                          f"`nox -s reproduce-table{number}`. Every row says its profile and data. "
-                          f"Where our protocol differs from the authors': [{PROTOCOL_DOC}](../{PROTOCOL_DOC})."
+                          f"Paper numbers come from `benchmarks/paper/table{number}.csv`; measured numbers from "
+                          f"`results/table{number}.csv`, written by `nox -s reproduce-table{number}`. Every text "
+                          "below is derived from those numbers (`benchmarks/summaries.py`).\n\n" + protocol_link()
                           + (f"\n\n**{table.remark}**" if table.remark else "")),
         new_code_cell(SETUP),
         new_code_cell(f"""\
-results = pd.read_csv(RESULTS / "table{number}.csv", dtype={{"class_name": str}})
-summary = results[results["class_name"].isna()]
-print("profile:", sorted(results["profile"].unique()), " data:", sorted(results["data"].unique()),
-      " device:", sorted(results["device"].unique()))
-summary[["row", "dataset", "msc", "crf", "split", "metric", "paper_value", "measured_value",
-         "iterations", "train_seconds", "eval_seconds"]]"""),
+results = measured.load_results(RESULTS / "table{number}.csv")
+display(Markdown(summaries.stamp_markdown({number}, results)))
+summaries.results_view(results)"""),
         new_code_cell(f'display(Image(filename=str(RESULTS / "table{number}.png")))'),
     ]
     if table.plot == "per_class":
         cells.append(new_code_cell("""\
-per_class = results[results["class_name"].notna()]
-per_class.pivot_table(index="class_name", columns="row", values=["paper_value", "measured_value"], sort=False)"""))
-    cells.append(new_code_cell(f"""\
-kinds = set(results["data"])
-text = []
-if "standin" in kinds:
-    text.append({WHY["standin"]!r})
-if "real" in kinds:
-    text.append({WHY["real"]!r})
-{"text.append(" + repr(TEST_SERVER_NOTE.format(n=number)) + ")" if table.note else ""}
-gaps = summary.dropna(subset=["paper_value", "measured_value"])
-for r in gaps.itertuples():
-    text.append(f"- {{r.row}} ({{r.dataset}}, {{r.metric}}): paper {{r.paper_value:.1f}}, measured "
-                f"{{r.measured_value:.1f}} ({{r.measured_value - r.paper_value:+.1f}}).")
-display(Markdown("\\n\\n".join(text)))"""))
-    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                              "language": "python"}})
+per_class = measured.aggregate(measured.per_class_rows(results))
+per_class.pivot_table(index="class_name", columns="row", values=["paper_value", "mean", "chance_value"],
+                      sort=False)"""))
+    cells += [
+        new_code_cell(f"""\
+claim_lines = claims.evaluate({{{number}: results}}, None)
+display(Markdown(summaries.findings_markdown({number}, results, claim_lines)))"""),
+        new_code_cell("measured.timing(results)  # one line per trained model; a shared model is counted once"),
+    ]
+    return new_notebook(cells=cells, metadata=KERNEL)
 
 
 def overview_notebook() -> nbformat.NotebookNode:
     cells = [
-        new_markdown_cell("# RefineNet reproduction: overview\n\nOne line per measured table row: the paper's "
-                          "number beside ours, with the profile and data that produced it. Open the per-table "
-                          "notebooks for plots and details. The efficiency benchmark (`nox -s bench`) is "
-                          "summarised in `results/efficiency.md`. Every setting where our protocol differs "
-                          f"from the authors' is listed in [{PROTOCOL_DOC}](../{PROTOCOL_DOC})."),
+        new_markdown_cell("# RefineNet reproduction: overview\n\nFirst what the paper claims and what was measured "
+                          "(`results/claims.csv`, written by `nox -s plots`), then one line per measured table row: "
+                          "the paper's number beside ours and the chance baseline, with the profile and data that "
+                          "produced it. The per-table notebooks hold the plots and details; the released checkpoints' "
+                          "summary (`nox -s reproduce-released`) and the efficiency benchmark (`nox -s bench`) close "
+                          "it, where they have been run.\n\n" + protocol_link()),
         new_code_cell(SETUP),
         new_code_cell("""\
-frames = [pd.read_csv(p, dtype={"class_name": str}) for p in sorted(RESULTS.glob("table*.csv"))]
-if frames:
-    allres = pd.concat(frames)
-    view = allres[allres["class_name"].isna()][["table", "row", "dataset", "metric", "paper_value",
-                                                 "measured_value", "profile", "data"]]
+if (RESULTS / "claims.csv").is_file():
+    claim_lines = claims.read(RESULTS / "claims.csv")
 else:
-    view = pd.DataFrame()
-    print("no results yet: run `nox -s reproduce-all`")
-view"""),
+    print("results/claims.csv not written yet (nox -s plots): computed from the results CSVs now")
+    claim_lines = claims.evaluate_results(RESULTS)
+display(Markdown(claims.markdown(claim_lines)))"""),
         new_code_cell("""\
-missing = [n for n in range(1, 10) if not (RESULTS / f"table{n}.csv").is_file()]
+paths = sorted(RESULTS.glob("table*.csv"), key=lambda p: int(p.stem.removeprefix("table")))
+frames = {int(p.stem.removeprefix("table")): measured.load_results(p) for p in paths}
+display(Markdown("\\n".join(f"- Table {n}: {summaries.learned_overview(f)}" for n, f in frames.items())
+                 or "No results yet: run `nox -s reproduce-all`."))
+pd.concat([summaries.results_view(f) for f in frames.values()]) if frames else pd.DataFrame()"""),
+        new_code_cell("""\
+missing = [n for n in range(1, 10) if n not in frames]
 display(Markdown("Tables without results yet: " + (", ".join(map(str, missing)) if missing else "none") + "."))
-eff = RESULTS / "efficiency.md"
-if eff.is_file():
-    display(Markdown(eff.read_text()))"""),
+for name in ("released.md", "efficiency.md"):  # the released checkpoints' summary, the efficiency benchmark
+    if (RESULTS / name).is_file():
+        display(Markdown((RESULTS / name).read_text()))"""),
     ]
-    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                              "language": "python"}})
+    return new_notebook(cells=cells, metadata=KERNEL)
 
 
 def notebook_paths() -> dict[Path, nbformat.NotebookNode]:

@@ -21,6 +21,9 @@ IoU the table does not print (so it is not the mean of the 20 per-class rows). T
 `val`: the 5105 VOC 2010 val images, which the paper calls its test set (refinenet.data spells it
 `val`). Table 7's split is not named in the paper; it is taken as the standard 5050-image test set.
 
+`benchmarks/paper/text.csv` holds the few numbers the paper states in its text rather than in a
+table (e.g. Sec. 4.2's dense CRF gain on VOC val), each with the sentence it comes from.
+
     from benchmarks.paper_tables import load_paper_table, load_all
     load_paper_table(4).query("method == 'RefineNet-Res152' and metric == 'miou'").value  # 83.4
 """
@@ -40,6 +43,7 @@ COLUMNS = (
 DATASETS = ("voc2012", "pascal_context", "nyudv2", "sunrgbd", "cityscapes", "ade20k", "person_part")
 METRICS = ("miou", "pixel_acc", "mean_acc", "iou")
 _STRING_COLUMNS = tuple(c for c in COLUMNS if c not in ("table", "ours", "value"))
+TEXT_COLUMNS = ("key", "section", "dataset", "split", "metric", "value", "quote")
 
 
 def table_path(n: int) -> Path:
@@ -85,3 +89,13 @@ def paper_value(paper: pd.DataFrame, row, metric: str, class_name: str = "") -> 
     if len(match) > 1:
         raise ValueError(f"table {row.label}: {len(match)} paper rows match {row.paper} / {metric} {class_name}")
     return float(match["value"].iloc[0]) if len(match) else None
+
+
+def load_paper_text() -> pd.DataFrame:
+    """Numbers the paper states in its text (benchmarks/paper/text.csv), indexed by `key`."""
+    path = PAPER_DIR / "text.csv"
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    if tuple(df.columns) != TEXT_COLUMNS:
+        raise ValueError(f"{path}: columns {list(df.columns)} are not {list(TEXT_COLUMNS)}")
+    df["value"] = df["value"].astype(float)
+    return df.set_index("key")

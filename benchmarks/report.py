@@ -1,190 +1,148 @@
-"""Markdown tables and comparison plots from the tidy results CSVs (no training).
+"""Markdown tables, plots and the claims scorecard from the tidy results CSVs (no training).
 
-`python -m benchmarks.report` re-renders `results/table<N>.md` and `.png` for every CSV present.
-Every title says which profile and which data (stand-in or real) produced the numbers.
+`python -m benchmarks.report` (`nox -s plots`) re-renders `results/table<N>.md` and `.png` for every
+CSV present, then `results/claims.csv` and `claims.md` (benchmarks/claims.py). Every markdown and
+figure says which profile, data, seeds, precision and code produced the numbers, stamps results from
+a dirty tree, and shows the chance baseline beside the measured numbers; sentences about results
+come from benchmarks/summaries.py, derived from the numbers. Figures: benchmarks/plots.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import textwrap
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from benchmarks import claims, measured, plots, summaries
+from benchmarks.measured import fmt, with_spread
+from benchmarks.tables import TABLES
+from refinenet.atomic import write_text_atomic
 
-from benchmarks.tables import PROTOCOL_DOC, TABLES  # noqa: E402
-from refinenet.atomic import atomic_path, write_text_atomic  # noqa: E402
-
-# The tidy results schema: one row per measurement (see the README, "Reproducing the tables").
+# The tidy results schema the runner writes: one row per measurement (see the README, "Reproducing the
+# tables"); benchmarks/measured.py also reads CSVs written before the store added its columns.
 COLUMNS = [
     "table", "row", "dataset", "backbone", "variant", "pooling_blocks", "msc", "crf", "split", "metric",
     "class_name", "paper_value", "measured_value", "chance_value", "seed", "profile", "data", "precision",
     "iterations", "train_seconds", "eval_seconds", "device", "torch", "code_version", "dirty", "model_key",
     "eval_key", "checkpoint", "checkpoint_sha256", "note", "finished_at",
 ]
-METRIC_NAMES = {"miou": "mean IoU", "pixel_acc": "pixel acc.", "mean_acc": "mean acc.", "iou": "IoU"}
+METRIC_NAMES = summaries.METRIC_NAMES
 
 
-def provenance(frame: pd.DataFrame) -> str:
-    profiles = ", ".join(sorted(frame["profile"].dropna().astype(str).unique()))
-    kinds = ", ".join(sorted(frame["data"].replace("", None).dropna().astype(str).unique())) or "none"
-    dirty = ", DIRTY TREE (uncommitted code)" if "dirty" in frame and is_dirty(frame) else ""
-    seeds = sorted(int(s) for s in frame["seed"].dropna().unique()) if "seed" in frame else []
-    over = f", mean ± std over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else ""
-    return f"profile={profiles}, data={kinds}{over}{dirty}"
+def _yes(value) -> str:
+    return "yes" if str(value).lower() in ("true", "1", "yes") else "no"
 
 
-def is_dirty(frame: pd.DataFrame) -> bool:
-    """Whether any row was made from uncommitted code (the column reads back as bool or text)."""
-    return bool(frame["dirty"].astype(str).str.lower().eq("true").any())
+def header(number: int, frame: pd.DataFrame, link_prefix: str = "../") -> list[str]:
+    """Title, provenance, the stamps a reader needs first, the protocol link and the table's note."""
+    lines = [f"# Table {number}: {TABLES[number].title}", "", summaries.stamp_markdown(number, frame), "",
+             summaries.protocol_link(link_prefix), ""]
+    return lines + ([TABLES[number].note, ""] if TABLES[number].note else [])
 
 
-def _fmt(value) -> str:
-    return "—" if value is None or pd.isna(value) else f"{value:.1f}"
-
-
-def _measured(values: pd.Series) -> str:
-    """A measured cell: the value, or over several seeds "mean ± std (n seeds)"."""
-    values = values.dropna()
-    if len(values) < 2:
-        return _fmt(values.iloc[0] if len(values) else None)
-    return f"{values.mean():.1f} ± {values.std():.1f} ({len(values)} seeds)"
-
-
-def _seed_stats(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Rows of `frame` (one per seed) folded to one per `keys`: paper value, measured mean and std (0 for one seed)."""
-    grouped = frame.groupby(keys, sort=False, dropna=False)
-    stats = grouped.agg(paper_value=("paper_value", "first"), measured_value=("measured_value", "mean"),
-                        spread=("measured_value", "std"))
-    return stats.fillna({"spread": 0.0}).reset_index()
-
-
-def markdown(number: int, frame: pd.DataFrame) -> str:
-    table = TABLES[number]
-    devices = ", ".join(frame["device"].replace("", None).dropna().astype(str).unique())
-    lines = [f"# Table {number}: {table.title}", "", f"Measured with **{provenance(frame)}** "
-             f"(device {devices or 'none'}, code {frame['code_version'].iloc[0]}).", ""]
-    if "dirty" in frame and is_dirty(frame):
-        lines += ["**Dirty tree:** rows marked dirty come from uncommitted code; they are not reproducible from "
-                  "the code version they name.", ""]
-    if (frame["data"] == "standin").any():
-        lines += ["Stand-in data is synthetic: measured numbers show the pipeline at work and are not comparable "
-                  "with the paper's.", ""]
-    if table.note:
-        lines += [table.note, ""]
-    if table.remark:
-        lines += [f"**{table.remark}**", ""]
-    lines += [f"Where our protocol differs from the authors': [{PROTOCOL_DOC}](../{PROTOCOL_DOC}).", ""]
-    if "seed" in frame and frame["seed"].nunique() > 1:
-        lines += [f"Measured values are mean ± standard deviation over seeds "
-                  f"{', '.join(map(str, sorted(frame['seed'].dropna().unique())))}.", ""]
-    summary = frame[frame["class_name"].fillna("") == ""]
+def results_table(frame: pd.DataFrame) -> list[str]:
+    """One line per row: for each metric the paper's number, ours (mean ± std over seeds) and chance."""
+    summary = measured.aggregate(measured.summary_rows(frame))
     metrics = list(dict.fromkeys(summary["metric"]))
-    header = ["row", "dataset", "msc", "crf"] + [f"{METRIC_NAMES[m]} {kind}" for m in metrics
-                                                 for kind in ("paper", "measured")]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    extra = [c for c in ("note", "checkpoint") if (summary[c] != "").any()]
+    head = ["row", "dataset", "msc", "crf"] + [f"{METRIC_NAMES[m]} {kind}" for m in metrics
+                                               for kind in ("paper", "measured", "chance")] + extra
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (label, dataset), group in summary.groupby(["row", "dataset"], sort=False):
         first = group.iloc[0]
-        cells = [label, dataset, "yes" if first["msc"] else "no", "yes" if first["crf"] else "no"]
-        for m in metrics:
-            hit = group[group["metric"] == m]
-            cells += [_fmt(hit["paper_value"].iloc[0]) if len(hit) else "—",
-                      _measured(hit["measured_value"]) if len(hit) else "—"]
+        cells = [label, dataset, _yes(first["msc"]), _yes(first["crf"])]
+        for metric in metrics:
+            hit = group[group["metric"] == metric]
+            line = hit.iloc[0] if len(hit) else None
+            cells += ["—", "—", "—"] if line is None else [fmt(line["paper_value"]), with_spread(line),
+                                                           fmt(line["chance_value"])]
+        cells += ["; ".join(dict.fromkeys(v for v in group[c] if v)) for c in extra]
         lines.append("| " + " | ".join(cells) + " |")
-    per_class = frame[frame["class_name"].fillna("") != ""]
-    if len(per_class):
-        classes = list(dict.fromkeys(per_class["class_name"]))
-        lines += ["", "Per-class IoU (paper / measured):", "",
-                  "| row | " + " | ".join(classes) + " |", "|" + "---|" * (len(classes) + 1)]
-        for label, group in per_class.groupby("row", sort=False):
-            values = group.groupby("class_name", sort=False)[["paper_value", "measured_value"]].mean()
-            lines.append(f"| {label} | " + " | ".join(
-                f"{_fmt(values.loc[c, 'paper_value'])} / {_fmt(values.loc[c, 'measured_value'])}" for c in classes
-            ) + " |")
-    timing = frame.drop_duplicates(["row", "dataset"])
-    lines += ["", "| row | dataset | iterations | train s | eval s |", "|---|---|---|---|---|"]
-    lines += [f"| {r.row} | {r.dataset} | {r.iterations} | {r.train_seconds} | {r.eval_seconds} |"
-              for r in timing.itertuples()]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
-def _bars(ax, labels, paper, measured, title, spread=None):
-    """Paper beside measured; `spread` (std over seeds) draws error bars on the measured bars."""
-    x = np.arange(len(labels))
-    ax.bar(x - 0.2, [np.nan if v is None else v for v in paper], 0.4, label="paper", color="#9aa7b8")
-    errors = None if spread is None or not any(spread) else list(spread)
-    ax.bar(x + 0.2, [np.nan if v is None else v for v in measured], 0.4, label="measured", color="#d0612a",
-           yerr=errors, capsize=3 if errors else 0)
-    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-    ax.set_title(title, fontsize=9)
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=8)
+def per_class_table(frame: pd.DataFrame) -> list[str]:
+    """Per-class IoU, one line per class: the paper's and our value for each row, and chance."""
+    per_class = measured.aggregate(measured.per_class_rows(frame))
+    if per_class.empty:
+        return []
+    rows = list(dict.fromkeys(per_class["row"]))
+    head = ["class"] + [f"{r} {kind}" for r in rows for kind in ("paper", "measured")] + ["chance"]
+    lines = ["## Per-class IoU", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, group in per_class.groupby("class_name", sort=False):
+        by_row = group.set_index("row")
+        cells = [name]
+        for r in rows:
+            cells += [fmt(by_row.loc[r, "paper_value"]), with_spread(by_row.loc[r])] if r in by_row.index else \
+                ["—", "—"]
+        lines.append("| " + " | ".join(cells + [fmt(group["chance_value"].mean())]) + " |")
+    return lines + [""]
 
 
-def plot(number: int, frame: pd.DataFrame, path: Path) -> None:
-    table = TABLES[number]
-    # one bar per row and metric: several seeds give the mean, their standard deviation the error bar
-    folded = _seed_stats(frame.assign(class_name=frame["class_name"].fillna("")),
-                         ["row", "dataset", "metric", "class_name"])
-    summary = folded[folded["class_name"] == ""]
-    if table.plot == "per_class":
-        per_class = folded[folded["class_name"] != ""]
-        rows = list(dict.fromkeys(per_class["row"]))
-        fig, axes = plt.subplots(len(rows), 1, figsize=(12, 3.2 * len(rows)), squeeze=False)
-        for ax, label in zip(axes[:, 0], rows):
-            group = per_class[per_class["row"] == label]
-            _bars(ax, list(group["class_name"]), list(group["paper_value"]), list(group["measured_value"]),
-                  f"{label}: per-class IoU", list(group["spread"]))
-    elif table.plot == "ablation":
-        datasets = list(dict.fromkeys(summary["dataset"]))
-        fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.2), squeeze=False)
-        for ax, dataset in zip(axes[0], datasets):
-            group = summary[(summary["dataset"] == dataset) & (summary["metric"] == "miou")]
-            _bars(ax, list(group["row"]), list(group["paper_value"]), list(group["measured_value"]),
-                  f"{dataset}: mean IoU per configuration", list(group["spread"]))
-    else:
-        labels = [f"{r.row}\n{METRIC_NAMES[r.metric]}" for r in summary.itertuples()]
-        fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(labels)), 4))
-        _bars(ax, labels, list(summary["paper_value"]), list(summary["measured_value"]), "paper vs measured",
-              list(summary["spread"]))
-    remark = "\n" + textwrap.fill(table.remark, 110) if table.remark else ""
-    fig.suptitle(f"Table {number}: {table.title}\n({provenance(frame)}){remark}", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+def timing_table(frame: pd.DataFrame) -> list[str]:
+    """One line per trained model with the rows it serves; totals count each model once."""
+    times = measured.timing(frame)
+    lines = ["## Training and evaluation time", "",
+             "| model | seed | rows | iterations | train s | eval s |", "|---|---|---|---|---|---|"]
+    lines += [f"| {t.model_key} | {t.seed} | {t.rows} | {fmt(t.iterations, 0)} | {fmt(t.train_seconds)} | "
+              f"{fmt(t.eval_seconds)} |" for t in times.itertuples()]
+    evaluations = len(frame.drop_duplicates(["row", "dataset", "seed"]))
+    lines += ["", f"Total: {len(times)} trained model{'s' if len(times) != 1 else ''}, "
+              f"{times['train_seconds'].sum():.1f} s of training (each model counted once); "
+              f"{evaluations} evaluation{'s' if evaluations != 1 else ''}, {times['eval_seconds'].sum():.1f} s.", ""]
+    return lines
 
 
-def render(number: int, frame: pd.DataFrame, results: Path) -> None:
-    write_text_atomic(Path(results) / f"table{number}.md", markdown(number, frame))
-    plot(number, frame, Path(results) / f"table{number}.png")
+def markdown(number: int, frame: pd.DataFrame, claim_lines: pd.DataFrame | None = None) -> str:
+    """results/table<N>.md from the table's results (either schema) and the claims' lines."""
+    frame = measured.normalise(frame)
+    if claim_lines is None:
+        claim_lines = claims.evaluate({number: frame}, None)
+    lines = header(number, frame) + ["## Results", ""] + results_table(frame) + [""]
+    lines += ["## What the numbers say", "", summaries.findings_markdown(number, frame, claim_lines), ""]
+    lines += per_class_table(frame) + timing_table(frame)
+    return "\n".join(lines)
+
+
+def render(number: int, frame: pd.DataFrame, results: Path, claim_lines: pd.DataFrame | None = None) -> None:
+    """Write results/table<N>.md and .png (atomically). Without `claim_lines` (a run of one table,
+    whose CSV is already written) results/claims.csv and .md are refreshed from every CSV present."""
+    frame = measured.normalise(frame)
+    if claim_lines is None:
+        claim_lines = write_claims(results)
+    write_text_atomic(Path(results) / f"table{number}.md", markdown(number, frame, claim_lines))
+    plots.plot(number, frame, Path(results) / f"table{number}.png")
+
+
+def write_claims(results: Path) -> pd.DataFrame:
+    """results/claims.csv and claims.md from every results CSV present (atomically)."""
+    lines = claims.evaluate_results(results)
+    write_text_atomic(Path(results) / "claims.csv", lines.to_csv(index=False))
+    write_text_atomic(Path(results) / "claims.md", claims.markdown(lines))
+    return lines
+
+
+plot = plots.plot  # Table N's figure (benchmarks/plots.py), where callers of the report expect it
 
 
 def read_results(number: int, results: Path) -> pd.DataFrame:
-    path = Path(results) / f"table{number}.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run `nox -s reproduce-table{number}` first")
-    return pd.read_csv(path, keep_default_na=True, dtype={"class_name": str})
+    return measured.load_results(Path(results) / f"table{number}.csv")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parents[1] / "results")
     args = parser.parse_args(argv)
-    rendered = 0
-    for number in TABLES:
-        if (args.results / f"table{number}.csv").is_file():
-            render(number, read_results(number, args.results), args.results)
-            rendered += 1
-            print(f"rendered table{number}.md and table{number}.png")
-    if rendered == 0:
+    numbers = [n for n in TABLES if (args.results / f"table{n}.csv").is_file()]
+    if not numbers:
         print(f"no results/table<N>.csv under {args.results}; run a reproduce-table session first")
         return 1
+    claim_lines = write_claims(args.results)
+    print(f"wrote claims.csv and claims.md ({len(claim_lines)} lines)")
+    for number in numbers:
+        render(number, read_results(number, args.results), args.results, claim_lines)
+        print(f"rendered table{number}.md and table{number}.png")
     return 0
 
 

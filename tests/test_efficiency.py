@@ -104,6 +104,7 @@ def test_quick_benchmark_writes_csv_png_and_md(tmp_path):
     assert (tmp_path / "efficiency.png").stat().st_size > 1000
     summary = (tmp_path / "efficiency.md").read_text()
     assert "Device:" in summary and "fp32 GEMM" in summary
+    assert "(../docs/protocol.md)" in summary
 
 
 def test_default_fast_path_on_cuda_uses_channels_last_fp32_and_never_compiles():

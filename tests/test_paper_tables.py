@@ -244,3 +244,23 @@ def test_matches_the_paper_text(shared_dir, n):
             if not synthetic:
                 assert row.method in line and row.reference in line, (line, row)
     assert next(rows, None) is None, "more CSV rows than numbers in the paper's table"
+
+
+def test_numbers_stated_in_the_text_quote_their_sentence():
+    text = paper_tables.load_paper_text()
+    assert list(text.columns) == list(paper_tables.TEXT_COLUMNS[1:])
+    for key, row in text.iterrows():
+        assert f"{row['value']:g}%" in row["quote"] or f"{row['value']:g}" in row["quote"], key
+        assert row["dataset"] in DATASETS and row["metric"] in METRICS
+    assert text.loc["crf_gain", "value"] == 0.1
+
+
+def test_text_numbers_appear_verbatim_in_the_paper(shared_dir):
+    paper = shared_dir / "paper" / "refinenet-cvpr2017.md"
+    if not paper.is_file():
+        pytest.skip(f"{paper} is not present")
+    flat = " ".join(paper.read_text(encoding="utf-8").split())
+    for key, row in paper_tables.load_paper_text().iterrows():
+        # the paper breaks this sentence around Table 5; compare each side of the break
+        for part in row["quote"].split(" for this dataset, "):
+            assert part.rstrip(".") in flat, key
