@@ -46,9 +46,17 @@ def synthetic(number: int, value, *, seeds=(0,), profile="paper", data="real", c
     return pd.DataFrame.from_records(records, columns=measured.COLUMNS)
 
 
+# The columns results CSVs had before the result store added chance_value, seed, precision, dirty, ...
+OLD_COLUMNS = [
+    "table", "row", "dataset", "backbone", "variant", "pooling_blocks", "msc", "crf", "split", "metric",
+    "class_name", "paper_value", "measured_value", "profile", "data", "iterations", "train_seconds",
+    "eval_seconds", "device", "code_version", "finished_at",
+]
+
+
 def old_schema(frame: pd.DataFrame) -> pd.DataFrame:
     """The same rows with only the columns CSVs had before the agreed schema."""
-    return frame[report.COLUMNS]
+    return frame[OLD_COLUMNS]
 
 
 def write(frame: pd.DataFrame, folder: Path, number: int) -> Path:
