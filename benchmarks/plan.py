@@ -120,12 +120,12 @@ def calibrate(models: list[PlannedModel], device: str, steps: int = 3) -> dict[t
 
 
 def step_fast_path(cfg: TrainConfig, device: torch.device):
-    """The fast path training would use on `device` (the step is timed as it will run)."""
-    from refinenet.fastpath import AMP_DTYPES, FastPath
-    from refinenet.train import with_device_fast_path
+    """The device's default fast path (refinenet/fastpath.py), with the recipe's --amp where it asks for one."""
+    from refinenet.fastpath import AMP_DTYPES, FastPath, default_fast_path
 
-    cfg = with_device_fast_path(cfg, device, amp_given=False)
-    return FastPath(channels_last=cfg.channels_last, amp_dtype=AMP_DTYPES[cfg.amp])
+    fast = default_fast_path(device)
+    amp = AMP_DTYPES.get(cfg.amp) if cfg.amp not in (None, "none") else fast.amp_dtype
+    return FastPath(channels_last=fast.channels_last, amp_dtype=amp)
 
 
 def efficiency_model_name(cfg: TrainConfig) -> str:
