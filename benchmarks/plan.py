@@ -89,7 +89,8 @@ def calibrate(models: list[PlannedModel], device: str, steps: int = 3) -> dict[t
     """Median seconds per training step of each distinct architecture on `device`: the recipe's crop and batch,
     its frozen or training batch norm, random weights and inputs (timing does not depend on their values)."""
     # Imported here: the plan itself needs no model code, the estimate does.
-    from refinenet.train import build_model, build_optimizer, forward_scores, segmentation_loss
+    from refinenet.loss import segmentation_loss, training_scores
+    from refinenet.train import build_model, build_optimizer
 
     dev = resolve_device(device)
     seconds = {}
@@ -108,7 +109,7 @@ def calibrate(models: list[PlannedModel], device: str, steps: int = 3) -> dict[t
         for i in range(steps + 1):
             start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            segmentation_loss(forward_scores(model, images, cfg.input_scale), labels).backward()
+            segmentation_loss(training_scores(model, images, cfg.input_scale, cfg.loss_at), labels).backward()
             optimizer.step()
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
