@@ -6,6 +6,8 @@ Profiles: `standin` (default; generated stand-in data, CPU-sized recipe), `paper
 evaluated on real data under --data-root, no training), `smoke` (seconds, for tests).
 Target `released` (with --profile released; `all` includes it) writes results/released.{csv,md}: each
 checkpoint in --weights on its dataset's split, single- and multi-scale, beside the published figures.
+`--plan` lists the distinct models the tables need and their estimated cost, training nothing
+(benchmarks/plan.py); `--launcher local|slurm` trains them as submitit jobs (benchmarks/launch.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import sys
 import time
 
+from benchmarks import launch, plan
 from benchmarks.runner import RunOptions, Session, run_released_summary, run_table
 from benchmarks.store import EvaluationDataError
 from benchmarks.tables import TABLES
@@ -26,6 +29,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tables", nargs="+", help="table numbers (1-9), 'released' or 'all'")
     add_options(parser, RunOptions)
+    add_options(parser.add_argument_group("cost plan"), plan.PlanOptions)
+    add_options(parser.add_argument_group("launching the training (inline, local jobs, SLURM jobs)"),
+                launch.LaunchOptions)
     args = parser.parse_args(argv)
     targets = []
     for item in args.tables:
@@ -52,9 +58,17 @@ RUN_ERRORS = (ValueError, OSError, TrainingDataError, NonFiniteLossError, Evalua
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     opts = from_args(RunOptions, args)
+    launch_opts = from_args(launch.LaunchOptions, args)
+    tables = [t for t in args.targets if t != "released"]
     try:
+        if args.plan:
+            plan.run_plan(tables, opts, from_args(plan.PlanOptions, args))
+            return 0
+        opts = launch.driver_options(opts, launch_opts)
         session = Session.start(opts)
-    except ValueError as err:
+        if launch_opts.launcher != "inline" and opts.profile != "released":
+            launch.train_models(tables, session, launch_opts)
+    except (ValueError, launch.JobFailedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for target in args.targets:

@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from benchmarks import report
 from benchmarks.paper_tables import load_paper_table
@@ -90,3 +91,19 @@ def test_paper_profile_without_data_root_says_what_to_give(tmp_path, capsys):
 def test_unknown_table_number_is_rejected():
     with pytest.raises(SystemExit):
         reproduce(["12"])
+
+
+def test_local_launcher_with_two_jobs_gives_the_inline_table(smoke_table9, tmp_path):
+    opts, inline = smoke_table9
+    results = tmp_path / "results"
+    code = reproduce(["9", "--profile", "smoke", "--rows", "single", "2-cascaded", "--results", str(results),
+                      "--cache", str(opts.cache), "--no-progress", "--launcher", "local", "--jobs", "2",
+                      "--threads-per-job", str(torch.get_num_threads()), "--poll-seconds", "0.5"])
+    assert code == 0
+    local = pd.read_csv(results / "table9.csv")
+    expected = inline[inline["row"].isin(["single", "2-cascaded"])]
+    assert local["model_key"].tolist() == expected["model_key"].tolist()  # the same models, trained as jobs
+    assert local["measured_value"].tolist() == expected["measured_value"].tolist()
+    for key in local["model_key"]:
+        job = json.loads((results / "runs" / "models" / key / "job.json").read_text())
+        assert job["launcher"] == "local" and (results / "runs" / "models" / key / "jobs").is_dir()
