@@ -1,5 +1,5 @@
 """Small synthetic results CSVs in the agreed schema (benchmarks/measured.py COLUMNS) and in the
-older one (benchmarks/report.py COLUMNS), for the report, claims and notebook tests."""
+older one (OLD_COLUMNS), for the report, claims and notebook tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks import measured, report
+from benchmarks import measured
 from benchmarks.paper_tables import load_paper_table, paper_value
 from benchmarks.tables import TABLES
 
