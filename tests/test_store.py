@@ -194,18 +194,23 @@ def test_progress_says_which_model_and_row(opts):
     progress.close()
 
 
+def last_error_line_of_table9_single(opts, capsys) -> str:
+    """Run Table 9's single row (smoke), expect exit 2 without a traceback, return the last stderr line."""
+    argv = ["9", "--rows", "single", "--profile", "smoke", "--results", str(opts.results), "--cache",
+            str(opts.cache), "--no-progress"]
+    assert reproduce(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]  # after the stand-in converter's progress
+
+
 def test_a_file_going_bad_mid_training_ends_the_table_run_with_one_line(calls, monkeypatch, opts, capsys):
     def broken(cfg):
         raise TrainingDataError("cannot read image /data/nyudv2/images/0001.png: truncated; training stopped, the "
                                 "last good checkpoint /r/checkpoint.pt (iteration 2) is kept")
 
     monkeypatch.setattr(store, "train", broken)
-    argv = ["9", "--rows", "single", "--profile", "smoke", "--results", str(opts.results), "--cache",
-            str(opts.cache), "--no-progress"]
-    assert reproduce(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    err = err.strip().splitlines()[-1]  # after the stand-in converter's progress
+    err = last_error_line_of_table9_single(opts, capsys)
     assert err.startswith("error: table 9: cannot read image /data/nyudv2/images/0001.png")
     assert "checkpoint /r/checkpoint.pt (iteration 2) is kept" in err and "Traceback" not in err
 
@@ -215,16 +220,12 @@ def test_a_file_going_bad_mid_evaluation_ends_the_table_run_with_one_line(calls,
         raise OSError("cannot read image /data/nyudv2/images/0007.png: image file is truncated")
 
     monkeypatch.setattr(store, "evaluate", broken)
-    argv = ["9", "--rows", "single", "--profile", "smoke", "--results", str(opts.results), "--cache",
-            str(opts.cache), "--no-progress"]
-    assert reproduce(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    err = err.strip().splitlines()[-1]  # after the stand-in converter's progress
+    err = last_error_line_of_table9_single(opts, capsys)
     assert err.startswith("error: table 9: cannot read image /data/nyudv2/images/0007.png")
     assert "checkpoint.pt and every finished model and evaluation are kept" in err
     assert len(calls["train"]) == 1 and not list((opts.results / "runs" / "evals").glob("*/result.json"))
-    assert reproduce(argv) == 2 and len(calls["train"]) == 1  # the trained model is reused on the rerun
+    last_error_line_of_table9_single(opts, capsys)  # the rerun fails the same way...
+    assert len(calls["train"]) == 1  # ...and reuses the trained model
 
 
 def test_precision_names_training_and_evaluation_when_they_differ():
