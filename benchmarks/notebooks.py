@@ -102,6 +102,9 @@ for name in ("released.md", "efficiency.md"):  # the released checkpoints' summa
 def notebook_paths() -> dict[Path, nbformat.NotebookNode]:
     books = {NOTEBOOKS / "overview.ipynb": overview_notebook()}
     books.update({NOTEBOOKS / f"table{n}.ipynb": table_notebook(n) for n in TABLES})
+    for path, book in books.items():  # stable cell ids: regenerating an unchanged notebook changes nothing
+        for i, cell in enumerate(book.cells):
+            cell.id = f"{path.stem}-{i}"
     return books
 
 

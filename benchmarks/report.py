@@ -20,13 +20,8 @@ from benchmarks.tables import TABLES
 from refinenet.atomic import write_text_atomic
 
 # The tidy results schema the runner writes: one row per measurement (see the README, "Reproducing the
-# tables"); benchmarks/measured.py also reads CSVs written before the store added its columns.
-COLUMNS = [
-    "table", "row", "dataset", "backbone", "variant", "pooling_blocks", "msc", "crf", "split", "metric",
-    "class_name", "paper_value", "measured_value", "chance_value", "seed", "profile", "data", "precision",
-    "iterations", "train_seconds", "eval_seconds", "device", "torch", "code_version", "dirty", "model_key",
-    "eval_key", "checkpoint", "checkpoint_sha256", "note", "finished_at",
-]
+# tables"), defined once in benchmarks/measured.py, which also reads CSVs written before the store.
+COLUMNS = measured.COLUMNS
 METRIC_NAMES = summaries.METRIC_NAMES
 
 

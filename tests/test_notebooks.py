@@ -18,6 +18,13 @@ def test_committed_notebooks_match_their_generator():
         assert [c.source for c in committed.cells] == [c.source for c in generated.cells], path.name
 
 
+def test_regenerating_a_notebook_gives_the_same_file():
+    first, second = notebook_paths(), notebook_paths()
+    for path in first:
+        assert nbformat.writes(first[path]) == nbformat.writes(second[path]), path.name
+        nbformat.validate(first[path])
+
+
 def test_every_notebook_links_the_protocol_differences():
     for path, book in notebook_paths().items():
         assert "(../docs/protocol.md)" in book.cells[0].source, path.name
