@@ -301,22 +301,27 @@ def train_transform(run: Run) -> TrainTransform:
 def build_loader(run: Run) -> torch.utils.data.DataLoader:
     """Augmented batches from where the run stands: the sampler skips what this rank already consumed."""
     cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
-    transform = train_transform(run)
     epochs = None
     if run.image_classes is not None:
         epochs = ClassBalancedEpochs(run.image_classes, run.train_set.info.num_classes, cfg.seed,
                                      recipe.images_per_class, *recipe.epoch_images)
     consumed = run.iteration * cfg.batch_size * cfg.grad_accum
+    sampler = ResumableSampler(len(run.train_set), cfg.seed, run.rank, run.world, start=consumed, epochs=epochs)
+    return augmented_loader(run, sampler, cfg.seed, cfg.workers)
+
+
+def augmented_loader(run: Run, sampler: ResumableSampler, seed: int, workers: int) -> torch.utils.data.DataLoader:
+    """Padded batches of training augmentations in `sampler`'s order (training and batch-norm calibration)."""
     return torch.utils.data.DataLoader(
-        SeededAugmentation(run.train_set, transform),
-        batch_size=cfg.batch_size,
-        sampler=ResumableSampler(len(run.train_set), cfg.seed, run.rank, run.world, start=consumed, epochs=epochs),
+        SeededAugmentation(run.train_set, train_transform(run)),
+        batch_size=run.cfg.batch_size,
+        sampler=sampler,
         collate_fn=partial(pad_batch, ignore_index=run.train_set.info.ignore_index),
-        num_workers=cfg.workers,
+        num_workers=workers,
         pin_memory=run.device.type == "cuda",
         drop_last=True,
         persistent_workers=False,
-        generator=torch.Generator().manual_seed(cfg.seed),  # keeps the loader off the global RNG
+        generator=torch.Generator().manual_seed(seed),  # keeps the loader off the global RNG
     )
 
 
@@ -324,10 +329,8 @@ def calibration_batches(run: Run):
     """`bn_calibration_batches` augmented batches from a sample stream of their own (seed + 1): the
     training order and the global RNG stay as they would be without calibration."""
     cfg = run.cfg
-    loader = torch.utils.data.DataLoader(
-        SeededAugmentation(run.train_set, train_transform(run)), batch_size=cfg.batch_size, drop_last=True,
-        sampler=ResumableSampler(len(run.train_set), cfg.seed + 1, run.rank, run.world), num_workers=0,
-        collate_fn=partial(pad_batch, ignore_index=run.train_set.info.ignore_index))
+    sampler = ResumableSampler(len(run.train_set), cfg.seed + 1, run.rank, run.world)
+    loader = augmented_loader(run, sampler, cfg.seed + 1, workers=0)
     for _, (images, _labels) in zip(range(cfg.bn_calibration_batches), loader):
         # the size the network sees in training (the input scale applied, as training_scores does)
         images = rescale(images, scaled_size(*images.shape[-2:], cfg.input_scale))
