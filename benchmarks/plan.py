@@ -2,9 +2,10 @@
 
 One line per distinct model across the requested tables (tables share models, benchmarks/store.py): its key,
 the table rows it serves, iterations, crop and batch, and an estimate of its training time. The plan needs
-neither data nor a GPU, so its key is the model's configuration key: the store entry's readable name and
-the hash of its key with the data's identity left out (the store adds the file list's hash once the data is
-there). Estimates come from `--calibrate` (a few training steps of each distinct architecture at the
+neither data nor a GPU. Where a dataset is already there (stand-in data generated, or `--data-root` readable),
+a model's key is its store folder's name (the data's identity read as a run reads it, file lists only);
+elsewhere the key has the data's identity left out, so it will differ from the folder a run creates
+(`key_source` says which). Estimates come from `--calibrate` (a few training steps of each distinct architecture at the
 recipe's crop, timed on this device, random weights and inputs) or else from the latest training-step
 times in results/efficiency.csv measured on the same device type (`nox -s bench`), scaled to the crop and
 batch; without either the plan says that no estimate exists. Writes plan.csv in the results folder.
@@ -13,6 +14,7 @@ batch; without either the plan says that no estimate exists. Writes plan.csv in 
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ import pandas as pd
 import torch
 
 from benchmarks import store
-from benchmarks.runner import PROFILES, REPO, RunOptions, select_rows, train_config
+from benchmarks.runner import PROFILES, REPO, RunOptions, real_root, select_rows, train_config
 from benchmarks.tables import TABLES, TRAIN_SPLIT
 from refinenet import data
 from refinenet.atomic import write_text_atomic
@@ -31,8 +33,9 @@ from refinenet.config import TrainConfig, resolve
 from refinenet.utils import resolve_device
 
 EFFICIENCY_CSV = REPO / "results" / "efficiency.csv"
-COLUMNS = ["model_key", "dataset", "backbone", "variant", "pooling_blocks", "seed", "iterations", "crop", "batch",
-           "rows", "row_count", "step_seconds", "estimated_hours", "estimate_source", "device_type", "profile"]
+COLUMNS = ["model_key", "key_source", "dataset", "backbone", "variant", "pooling_blocks", "seed", "iterations",
+           "crop", "batch", "rows", "row_count", "step_seconds", "estimated_hours", "estimate_source", "device_type",
+           "profile"]
 # efficiency.csv settings that time the exact fp32 step the suite trains with, best first
 EXACT_SETTINGS = ("default", "channels_last", "eager-fp32")
 
@@ -57,6 +60,7 @@ class PlannedModel:
     key: str
     cfg: TrainConfig  # resolved (iterations, crop and batch filled from the recipe)
     rows: list[str]
+    key_source: str = "store"  # "store": the folder a run uses; else why the data's identity is left out
 
     @property
     def architecture(self) -> tuple:
@@ -70,15 +74,41 @@ def plan_models(tables: list[int], opts: RunOptions) -> list[PlannedModel]:
     if PROFILES[opts.profile].train_profile is None:
         raise ValueError(f"the {opts.profile} profile trains nothing: there is no plan to make")
     models: dict[str, PlannedModel] = {}
+    identities: dict[tuple[str, str], tuple[dict, str]] = {}
     for number in tables:
         for row in select_rows(TABLES[number], opts.rows):
+            split = TRAIN_SPLIT.get(row.dataset, "train")
+            if (row.dataset, split) not in identities:
+                identities[row.dataset, split] = planned_identity(row.dataset, split, opts)
+            identity, source = identities[row.dataset, split]
             for seed in opts.seeds:
                 cfg = train_config(row, Path("."), opts, seed)
-                split = TRAIN_SPLIT.get(row.dataset, "train")
-                key = store.model_entry(Path("."), cfg, opts.profile, {"dataset": row.dataset, "split": split}).name
-                planned = models.setdefault(key, PlannedModel(key, resolve(cfg), []))
+                key = store.model_entry(Path("."), cfg, opts.profile, identity).name
+                planned = models.setdefault(key, PlannedModel(key, resolve(cfg), [], source))
                 planned.rows.append(f"table {number}: {row.label}")
     return list(models.values())
+
+
+def planned_identity(dataset: str, split: str, opts: RunOptions) -> tuple[dict, str]:
+    """The data identity a run would key `dataset`'s models with, if the data is already there (generating
+    nothing), else a data-free one; and where the key comes from."""
+    profile = PROFILES[opts.profile]
+    if profile.standin is not None:
+        ready = Path(opts.cache) / f"standin-{profile.name}" / dataset / "ready.json"
+        root = Path(json.loads(ready.read_text())["root"]) if ready.is_file() else None
+        missing = f"configuration only: no {profile.name} stand-in data generated yet for {dataset}"
+    else:
+        try:
+            root = real_root(dataset, opts)
+        except ValueError:
+            root = None
+        missing = f"configuration only: no --data-root given for {dataset}"
+    if root is None:
+        return {"dataset": dataset, "split": split}, missing
+    try:
+        return store.data_identity(dataset, root, split), "store"
+    except (OSError, ValueError) as err:  # a missing or broken layout: the plan still needs no data
+        return {"dataset": dataset, "split": split}, f"configuration only: {dataset} at {root} not readable ({err})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +210,8 @@ def plan_frame(models: list[PlannedModel], found: list[tuple], opts: RunOptions)
     records = []
     for planned, (step, source) in zip(models, found):
         c = planned.cfg
-        records.append({"model_key": planned.key, "dataset": c.dataset, "backbone": c.backbone, "variant": c.variant,
+        records.append({"model_key": planned.key, "key_source": planned.key_source, "dataset": c.dataset,
+                        "backbone": c.backbone, "variant": c.variant,
                         "pooling_blocks": c.pooling_blocks, "seed": c.seed, "iterations": c.iterations,
                         "crop": c.crop_size, "batch": c.batch_size, "rows": "; ".join(planned.rows),
                         "row_count": len(planned.rows), "step_seconds": None if step is None else round(step, 4),

@@ -56,3 +56,34 @@ def private_cache(tmp_path_factory):
         os.environ.pop("REFINENET_CACHE", None)
     else:
         os.environ["REFINENET_CACHE"] = old
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Record every training and evaluation the table runner starts (benchmarks/store.py); they write what the
+    real ones would, in no time."""
+    import json
+
+    from benchmarks import store
+    from refinenet import data
+    from refinenet.config import resolve
+
+    log = {"train": [], "evaluate": []}
+
+    def fake_train(cfg):
+        log["train"].append(cfg)
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        (cfg.out / "checkpoint.pt").write_bytes(b"weights")
+        (cfg.out / "config.json").write_text(json.dumps({"iterations": resolve(cfg).iterations, "amp": "none",
+                                                          "precision": "fp32", "channels_last": False}))
+        return cfg.out / "checkpoint.pt"
+
+    def fake_evaluate(cfg):
+        log["evaluate"].append(cfg)
+        names = data.dataset_info(cfg.dataset).class_names
+        return {"miou": 0.25, "pixel_acc": 0.5, "mean_acc": 0.4, "per_class_iou": {n: 0.25 for n in names},
+                "class_pixels": [30, 10] + [0] * (len(names) - 2), "fast_path": "nchw+fp32", "precision": "fp32"}
+
+    monkeypatch.setattr(store, "train", fake_train)
+    monkeypatch.setattr(store, "evaluate", fake_evaluate)
+    return log

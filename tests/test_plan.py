@@ -5,7 +5,7 @@ import pytest
 
 from benchmarks import plan
 from benchmarks.reproduce import main as reproduce
-from benchmarks.runner import RunOptions
+from benchmarks.runner import RunOptions, run_table
 
 
 def test_models_shared_by_tables_appear_once_with_every_row_they_serve():
@@ -59,3 +59,15 @@ def test_calibrate_times_each_architecture_on_this_device(tmp_path):
 def test_released_profile_has_no_plan(tmp_path, capsys):
     assert reproduce(["3", "--profile", "released", "--plan", "--results", str(tmp_path)]) == 2
     assert "trains nothing" in capsys.readouterr().err
+
+
+def test_plan_keys_are_the_store_folders_once_the_data_is_there(tmp_path, calls):
+    opts = RunOptions(profile="smoke", rows=("single",), results=tmp_path / "results", cache=tmp_path / "cache",
+                      progress=False)
+    before = plan.plan_models([9], opts)  # no stand-in data yet: a configuration-only key
+    assert [m.key_source.startswith("configuration only") for m in before] == [True]
+    run_table(9, opts)
+    after = plan.plan_models([9], opts)
+    folders = [p.name for p in (tmp_path / "results" / "runs" / "models").iterdir()]
+    assert after[0].key_source == "store" and [after[0].key] == folders
+    assert before[0].key != after[0].key
