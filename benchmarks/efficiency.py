@@ -56,8 +56,8 @@ from benchmarks.efficiency_measure import (  # noqa: E402
     spawn,
 )
 from benchmarks.efficiency_report import render  # noqa: E402
+from benchmarks.provenance import DirtyTreeError, results_code_version  # noqa: E402
 from refinenet.atomic import write_text_atomic  # noqa: E402
-from refinenet.utils import code_version  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------
 # The command and the plan.
@@ -103,6 +103,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--budget-min", type=float, default=None, help="skip remaining timed jobs after this many minutes")
     p.add_argument("--from-csv", type=Path, help="only redraw the figure and summary from this efficiency.csv")
     p.add_argument("--in-process", action="store_true", help="run timed jobs in this process (no per-job peak RSS)")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="write the repository's results/ from a tree with uncommitted code (the version says -dirty)")
     args = p.parse_args(argv)
     gpu = args.device.startswith("cuda")
     if args.quick:
@@ -131,7 +133,8 @@ def plan_jobs(args, device: torch.device, meta: dict) -> list[tuple[str, dict]]:
     """Timed jobs in priority order (the headline comparison first, the sweep last)."""
     base = dict(device=str(device), batch=args.batch, warmup=args.warmup, repeats=args.repeats,
                 channels_last=True, amp=None, compile=False, infer=True, train=True)
-    # Model comparison under one exact fp32 setting: channels_last (the fastest exact one; see the fast paths).
+    # Model comparison under one exact fp32 setting for every model: channels_last (its speed against NCHW is
+    # machine-dependent: the report prints the ratio measured in the same run).
     jobs = []
     headline = [m for m in (HEADLINE, DILATED, "FCN-32s-ResNet-101") if m in args.models]
     lean_model = memory_lean_model(args)
@@ -293,11 +296,15 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.from_csv:
         return render(args, args.from_csv)
+    try:
+        version = results_code_version(args.out, args.allow_dirty)
+    except DirtyTreeError as err:
+        raise SystemExit(f"error: {err}") from None
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     common = {"device": device_description(device), "device_type": device.type, "torch": torch.__version__,
-              "code_version": code_version(), "date": datetime.datetime.now().isoformat(timespec="seconds")}
+              "code_version": version, "date": datetime.datetime.now().isoformat(timespec="seconds")}
     rows = Rows(args, common)
     load_before = os.getloadavg()
     meta = count_shapes(args, rows, started)

@@ -81,7 +81,7 @@ def summary(table, args, common: dict, notes: dict) -> str:
     peaks = ("train_peak_rss", "inference_peak_rss") if on_cpu else \
         ("train_cuda_max_memory_allocated", "inference_cuda_max_memory_allocated")
     image = "x".join(map(str, VOC_IMAGE if not args.quick else (48, 64)))
-    lines = _introduction(args, common, notes) + [protocol_link(), ""]
+    lines = _introduction(args, common, notes, _layout_ratio(table, args, ref)) + [protocol_link(), ""]
     lines += _headline_comparison(table, args, ref, peaks)
     lines += _every_model(table, args, models, peaks[0])
     lines += _against_peer(table, args, ref)
@@ -94,7 +94,7 @@ def summary(table, args, common: dict, notes: dict) -> str:
     return "\n".join(lines)
 
 
-def _introduction(args, common: dict, notes: dict) -> list[str]:
+def _introduction(args, common: dict, notes: dict, layout: str) -> list[str]:
     total_s = notes.get("minutes", float("nan")) * 60
     load = notes.get("load_average")
     return [
@@ -113,14 +113,24 @@ def _introduction(args, common: dict, notes: dict) -> list[str]:
         "",
         f"Timing: median of {args.repeats} repeats after {args.warmup} warm-up; each timed measurement runs in a fresh"
         " process, so its peak RSS is its own (on CPU the RSS includes the interpreter, torch and the weights"
-        " — about 1 GiB — and the gradients). Model comparison timings use fp32 channels_last (exact fp32"
-        f" numbers; the fastest exact setting, see the fast paths). Counted memory and FLOPs"
+        " — about 1 GiB — and the gradients). Model comparison timings use fp32 channels_last for every model"
+        f" (exact fp32 numbers{layout}). Counted memory and FLOPs"
         f" cover sizes {sorted(set(args.sizes))}; timing covers {sorted(set(args.timed_sizes))} (chosen so the CPU"
         " run stays near 20 minutes on 2 cores). FLOPs are FlopCounterMode's convolution/matmul FLOPs"
         " (2 per multiply-add); training activations are the bytes autograd saves for the backward pass,"
         " counted exactly with saved-tensor hooks (parameters excluded).",
         "",
     ]
+
+
+def _layout_ratio(table, args, ref: str) -> str:
+    """How channels_last's training step compared with NCHW's in this run (it differs between CPUs)."""
+    size = args.fast_path_size
+    cl, nchw = (_value(table, ref, size, s, "train_step_time") for s in ("channels_last", "eager-fp32"))
+    if not (cl > 0 and nchw > 0):
+        return ""
+    return (f"; on this device {ref}'s training step at {size}x{size} took {cl / nchw:.2f}x the time of the NCHW"
+            " step, see the fast paths")
 
 
 def _headline_comparison(table, args, ref: str, peaks: tuple[str, str]) -> list[str]:

@@ -113,3 +113,15 @@ def check_results_folder(results: Path, provenance: Provenance, allow_dirty: boo
             "only takes numbers from a clean commit. Commit or stash the changes, write elsewhere with "
             "--results DIR, or pass --allow-dirty (every row is then stamped dirty=true)."
         )
+
+
+def results_code_version(results: Path, allow_dirty: bool, repo: Path = REPO) -> str:
+    """The code version for rows written into `results` by a script outside the table runner (`nox -s bench`):
+    as the runner reads it (its own outputs left out) and under the same guard on the repository's results/."""
+    version, dirty, _ = git_state(repo)
+    if dirty and not allow_dirty and writes_repository_results(results, repo):
+        raise DirtyTreeError(
+            f"the working tree has uncommitted changes (code {version}), and {repo / 'results'} only takes numbers "
+            "from a clean commit. Commit or stash the changes, write elsewhere with --out DIR, or pass --allow-dirty."
+        )
+    return version

@@ -208,6 +208,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gemm-size", type=int, help="n of the n x n x n fp32 matmul (default 8192 GPU, 2048 CPU)")
     p.add_argument("--out", type=Path, default=REPO / "results")
     p.add_argument("--quick", action="store_true", help="RefineNet-50 at 64x64, 1 repeat: a smoke test (seconds)")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="write the repository's results/ from a tree with uncommitted code (the version says -dirty)")
     args = p.parse_args(argv)
     gpu = args.device.startswith("cuda")
     if args.quick:
@@ -224,8 +226,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from benchmarks.efficiency import device_description
-    from refinenet.utils import code_version
+    from benchmarks.provenance import DirtyTreeError, results_code_version
 
+    try:
+        version = results_code_version(args.out, args.allow_dirty)
+    except DirtyTreeError as err:
+        raise SystemExit(f"error: {err}") from None
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
@@ -233,7 +239,7 @@ def main(argv=None) -> int:
     gemm, n = gemm_gflops(device, args.gemm_size)
     print(f"fp32 GEMM {n}x{n}x{n}: {gemm:.0f} GFLOP/s on {device_description(device)}", flush=True)
     common = {"device": device_description(device), "device_type": device.type, "threads": torch.get_num_threads(),
-              "gemm_n": n, "torch": torch.__version__, "code_version": code_version(),
+              "gemm_n": n, "torch": torch.__version__, "code_version": version,
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "load_average_1min": load[0]}
     rows = []
     for name in args.models:

@@ -159,3 +159,18 @@ def test_bench_records_the_default_step_against_the_peer(small_refinenet):
     assert len(table[table.measurement == "train_step_fraction_of_fp32_gemm"]) == 2
     section = "\n".join(efficiency_report._against_peer(table, args, "RefineNet-50"))
     assert "| suite-default | nchw+fp32 (REFINENET_CPU_LAYOUT=nchw) | fp32 |" in section and "fp32 GEMM" in section
+
+
+@pytest.mark.parametrize("script", [efficiency, speed])
+def test_bench_scripts_refuse_the_repositorys_results_from_a_dirty_tree(script, monkeypatch, tmp_path):
+    from benchmarks import provenance
+
+    target = provenance.REPO / "results" / "efficiency.csv"
+    before = target.stat().st_mtime_ns if target.exists() else None
+    monkeypatch.setattr(provenance, "git_state", lambda repo=None: ("abc1234-dirty", True, "d1ff"))
+    with pytest.raises(SystemExit, match="uncommitted changes.*--allow-dirty"):
+        script.main(["--quick", "--device", "cpu", "--out", str(provenance.REPO / "results")])
+    assert (target.stat().st_mtime_ns if target.exists() else None) == before
+    # results written from a clean tree carry the version without the repository's own outputs' changes
+    monkeypatch.setattr(provenance, "git_state", lambda repo=None: ("abc1234", False, None))
+    assert provenance.results_code_version(provenance.REPO / "results", allow_dirty=False) == "abc1234"
