@@ -107,9 +107,10 @@ def _introduction(args, common: dict, notes: dict, layout: str) -> list[str]:
         " `efficiency.csv`."
         + (f" Load average (1/5/15 min) at the start {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, at the end"
            f" {notes['load_average_end'][0]:.1f} ({os.cpu_count()} cores)." if load else "")
-        + (" The machine was shared with other jobs, so CPU times are inflated by contention and noisy;"
+        # The end's load includes the benchmark's own threads; only the start's says whether other work ran.
+        + (" Other work kept the cores busy when it started, so CPU times may be inflated by contention;"
            " ratios between models measured back to back less so."
-           if load and max(load[0], notes["load_average_end"][0]) > os.cpu_count() else ""),
+           if load and load[0] > 0.5 * os.cpu_count() else ""),
         "",
         f"Timing: median of {args.repeats} repeats after {args.warmup} warm-up; each timed measurement runs in a fresh"
         " process, so its peak RSS is its own (on CPU the RSS includes the interpreter, torch and the weights"

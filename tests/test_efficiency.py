@@ -174,3 +174,18 @@ def test_bench_scripts_refuse_the_repositorys_results_from_a_dirty_tree(script, 
     # results written from a clean tree carry the version without the repository's own outputs' changes
     monkeypatch.setattr(provenance, "git_state", lambda repo=None: ("abc1234", False, None))
     assert provenance.results_code_version(provenance.REPO / "results", allow_dirty=False) == "abc1234"
+
+
+def test_report_blames_contention_only_on_load_present_before_the_benchmark(monkeypatch):
+    import argparse
+
+    monkeypatch.setattr(efficiency_report.os, "cpu_count", lambda: 2)
+    args = argparse.Namespace(batch=1, quick=False, repeats=3, warmup=1, sizes=[256], timed_sizes=[256])
+    common = {"device": "test CPU", "device_type": "cpu", "torch": "2.x", "code_version": "abc", "date": "today"}
+
+    def intro(start: float, end: float) -> str:
+        notes = {"minutes": 1.0, "load_average": [start, start, start], "load_average_end": [end, end, end]}
+        return " ".join(efficiency_report._introduction(args, common, notes, ""))
+
+    assert "contention" not in intro(0.3, 2.4)  # the end's load is the benchmark's own two threads
+    assert "contention" in intro(1.6, 2.4)
