@@ -105,23 +105,22 @@ def writes_repository_results(results: Path, repo: Path = REPO) -> bool:
     return Path(results).resolve() == (repo / "results").resolve()
 
 
-def check_results_folder(results: Path, provenance: Provenance, allow_dirty: bool, repo: Path = REPO) -> None:
-    """Refuse to put numbers from uncommitted code into the repository's results/ (unless allowed)."""
+def check_results_folder(results: Path, provenance: Provenance, allow_dirty: bool, repo: Path = REPO,
+                         elsewhere: str = "--results DIR") -> None:
+    """Refuse to put numbers from uncommitted code into the repository's results/ (unless allowed); `elsewhere`
+    is the writing command's option for another folder."""
     if provenance.dirty and not allow_dirty and writes_repository_results(results, repo):
         raise DirtyTreeError(
             f"the working tree has uncommitted changes (code {provenance.code_version}), and {repo / 'results'} "
-            "only takes numbers from a clean commit. Commit or stash the changes, write elsewhere with "
-            "--results DIR, or pass --allow-dirty (every row is then stamped dirty=true)."
+            f"only takes numbers from a clean commit. Commit or stash the changes, write elsewhere with {elsewhere}, "
+            "or pass --allow-dirty (every row is then stamped dirty)."
         )
 
 
 def results_code_version(results: Path, allow_dirty: bool, repo: Path = REPO) -> str:
     """The code version for rows written into `results` by a script outside the table runner (`nox -s bench`):
     as the runner reads it (its own outputs left out) and under the same guard on the repository's results/."""
-    version, dirty, _ = git_state(repo)
-    if dirty and not allow_dirty and writes_repository_results(results, repo):
-        raise DirtyTreeError(
-            f"the working tree has uncommitted changes (code {version}), and {repo / 'results'} only takes numbers "
-            "from a clean commit. Commit or stash the changes, write elsewhere with --out DIR, or pass --allow-dirty."
-        )
+    version, dirty, diff = git_state(repo)
+    check_results_folder(results, Provenance(version, dirty, diff, torch.__version__, ""), allow_dirty, repo,
+                         elsewhere="--out DIR")
     return version

@@ -1,4 +1,4 @@
-"""Helpers shared by training, evaluation and the benchmarks: device, processes, code version.
+"""Helpers shared by training, evaluation and the benchmarks: device and processes.
 
 As torchvision's references keep them in `utils.py`. torchrun sets RANK / WORLD_SIZE / LOCAL_RANK;
 without it every helper acts for a single process.
@@ -7,13 +7,9 @@ without it every helper acts for a single process.
 from __future__ import annotations
 
 import os
-import subprocess
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -67,14 +63,3 @@ def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
 
-
-def code_version(repo: Path = REPO) -> str:
-    """`git describe` of the checkout (a `-dirty` suffix for uncommitted changes), else the package version."""
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=repo, capture_output=True, text=True,
-                             check=True, timeout=10)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        from refinenet import __version__
-
-        return __version__
