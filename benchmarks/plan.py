@@ -14,7 +14,6 @@ batch; without either the plan says that no estimate exists. Writes plan.csv in 
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -24,7 +23,15 @@ import pandas as pd
 import torch
 
 from benchmarks import store
-from benchmarks.runner import PROFILES, REPO, RunOptions, real_root, select_rows, train_config
+from benchmarks.runner import (
+    PROFILES,
+    REPO,
+    RunOptions,
+    generated_standin_root,
+    real_root,
+    select_rows,
+    train_config,
+)
 from benchmarks.tables import TABLES, TRAIN_SPLIT
 from refinenet import data
 from refinenet.atomic import write_text_atomic
@@ -94,8 +101,7 @@ def planned_identity(dataset: str, split: str, opts: RunOptions) -> tuple[dict, 
     nothing), else a data-free one; and where the key comes from."""
     profile = PROFILES[opts.profile]
     if profile.standin is not None:
-        ready = Path(opts.cache) / f"standin-{profile.name}" / dataset / "ready.json"
-        root = Path(json.loads(ready.read_text())["root"]) if ready.is_file() else None
+        root = generated_standin_root(dataset, opts)
         missing = f"configuration only: no {profile.name} stand-in data generated yet for {dataset}"
     else:
         try:

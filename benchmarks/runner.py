@@ -139,10 +139,11 @@ def dataset_root(dataset: str, opts: RunOptions) -> Path:
     profile = PROFILES[opts.profile]
     if profile.standin is None:
         return real_root(dataset, opts)
-    base = Path(opts.cache) / f"standin-{profile.name}" / dataset
+    generated = generated_standin_root(dataset, opts)
+    if generated is not None:
+        return generated
+    base = standin_folder(dataset, opts)
     done = base / "ready.json"
-    if done.is_file():
-        return Path(json.loads(done.read_text())["root"])
     raw = base / "raw"
     data.write_standin(dataset, raw, seed=STANDIN_SEED, **profile.standin)
     root = raw
@@ -151,6 +152,16 @@ def dataset_root(dataset: str, opts: RunOptions) -> Path:
         data.prepare(PREPARE[dataset], raw, root)
     write_text_atomic(done, json.dumps({"root": str(root)}))
     return root
+
+
+def standin_folder(dataset: str, opts: RunOptions) -> Path:
+    return Path(opts.cache) / f"standin-{PROFILES[opts.profile].name}" / dataset
+
+
+def generated_standin_root(dataset: str, opts: RunOptions) -> Path | None:
+    """Where the profile's stand-in copy of `dataset` was generated, or None if it was not yet."""
+    done = standin_folder(dataset, opts) / "ready.json"
+    return Path(json.loads(done.read_text())["root"]) if done.is_file() else None
 
 
 def real_root(dataset: str, opts: RunOptions) -> Path:
