@@ -12,7 +12,6 @@ once (refinenet/preflight.py). Outputs: `results/table<N>.csv` (one row per meas
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from refinenet.inference import PAPER_SCALES
 from refinenet.metrics import chance_scores
 from refinenet.preflight import check_splits
 from refinenet.recipe import default_pooling_blocks
+from refinenet.utils import launch_rank
 
 REPO = Path(__file__).resolve().parents[1]
 __all__ = ["PROFILES", "RunOptions", "Session", "paper_value", "run_released_summary", "run_table"]
@@ -327,7 +327,7 @@ def train_and_evaluate(work: ModelWork, opts: RunOptions, stamp: dict) -> dict:
     """Train `work`'s model (resuming an interrupted run) and evaluate every row it serves; what a launcher's job
     runs. Returns the model's done.json record."""
     done = store.trained_model(work.entry, work.cfg, stamp)
-    if int(os.environ.get("RANK", "0")) == 0:  # under DDP the first process evaluates
+    if launch_rank() == 0:  # under DDP the first process evaluates
         for _, row in work.rows:
             ev, ev_cfg, test_server = row_evaluation(work, row, done, opts, work.entry.folder.parents[1])
             store.evaluated(ev, ev_cfg, test_server, stamp)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import platform
 import re
 import time
@@ -51,7 +50,7 @@ from refinenet.loss import segmentation_loss, training_scores
 from refinenet.model import RefineNet, build_refinenet
 from refinenet.preflight import check_splits
 from refinenet.recipe import get_recipe
-from refinenet.utils import all_gather_object, all_reduce_mean, barrier, init_distributed
+from refinenet.utils import all_gather_object, all_reduce_mean, barrier, init_distributed, launch_rank
 
 
 class NonFiniteLossError(RuntimeError):
@@ -506,7 +505,7 @@ def train(cfg: TrainConfig, *, on_iteration: Callable[[int], None] | None = None
     """
     cfg = resolve(cfg)
     check_run_folder(cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if launch_rank() == 0:
         remove_stale_temps(Path(cfg.out) / CHECKPOINT_NAME)  # left by a process killed while writing
         if cfg.preflight:  # every file of the splits read once: one error listing the bad ones, not one hours in
             check_splits(cfg.dataset, cfg.data_root, [cfg.split, cfg.val_split], progress=cfg.progress)

@@ -34,6 +34,11 @@ def init_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, world, dev
 
 
+def launch_rank() -> int:
+    """The rank torchrun gave this process (0 without torchrun), known before the process group starts."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def rank_and_world() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
