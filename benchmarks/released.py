@@ -1,10 +1,12 @@
-"""The authors' released checkpoints in the table runs (`--profile released`) and in their own summary.
+"""The authors' released models in the table runs (`--profile released`) and in their own summary.
 
-`refinenet{50,101,152}_{voc,nyu}.pth.tar` are PyTorch conversions of the authors' released RefineNet models
-(refinenet/released.py loads them). A table row names the checkpoint that covers it (`Row.released` in
-benchmarks/tables.py); `--profile released --weights DIR` evaluates each covered row with the row's
-protocol (multi-scale, CRF) and lists every other row as "no released weights", its measured value empty.
-Where a checkpoint's configuration differs from the row's, `released_note` says how.
+Two kinds of file serve a row (`Row.weights` in benchmarks/tables.py, the authors' own first):
+* `refinenet_res{101,152}_<dataset>.mat`, the authors' MatConvNet models, 14 in all (refinenet/convert.py
+  converts each once, cached by its SHA-256, and checks the conversion against the file's own graph);
+* `refinenet{50,101,152}_{voc,nyu}.pth.tar`, the PyTorch conversions once hosted on CloudStor (refinenet/released.py).
+`--profile released --weights DIR` evaluates each covered row with the row's protocol (multi-scale, CRF) and
+lists every other row as "no released weights", its measured value empty. Where a model's configuration
+differs from the row's, `released_note` says how.
 
 `results/released.csv` / `.md` (`summary_records`, `summary_markdown`): each given checkpoint on its
 dataset's measured split, single- and multi-scale, beside the paper's figure for that setting and the
@@ -20,23 +22,25 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.paper_tables import PAPER_DIR, load_paper_table, paper_value
-from benchmarks.tables import TABLES, Row
+from benchmarks.tables import AUTHORS_DATASET_NAMES, TABLES, Row, authors_model
 from refinenet.atomic import write_text_atomic
 from refinenet.recipe import default_pooling_blocks
 
-# The published names: dataset and backbone of each.
-RELEASED_FILES = {f"refinenet{depth}_{short}.pth.tar": (dataset, f"resnet{depth}")
-                  for short, dataset in (("voc", "voc2012"), ("nyu", "nyudv2")) for depth in (50, 101, 152)}
+# The published names: dataset and backbone of each; the authors' MatConvNet models first.
+AUTHORS_FILES = {authors_model(dataset, f"resnet{depth}"): (dataset, f"resnet{depth}")
+                 for dataset in AUTHORS_DATASET_NAMES for depth in (101, 152)}
+CONVERSION_FILES = {f"refinenet{depth}_{short}.pth.tar": (dataset, f"resnet{depth}")
+                    for short, dataset in (("voc", "voc2012"), ("nyu", "nyudv2")) for depth in (50, 101, 152)}
+RELEASED_FILES = {**AUTHORS_FILES, **CONVERSION_FILES}
 # Every converted checkpoint has 4 chained residual pooling stages per block (mflow_conv_g*_pool.0.{1..4});
 # the released training code's default is 2, as the NYUDv2 rows of Table 2 trained.
 RELEASED_POOLING_BLOCKS = 4
 WHERE_TO_GET = (
-    "These files are PyTorch conversions of the authors' released RefineNet models: a dict whose 'model' entry "
-    "is the state dict in the published layout (refinenet/released.py reads it; README, 'Using the model'). "
-    "The authors' MatConvNet originals are linked from the README of github.com/guosheng/refinenet; "
-    "DrSleep/refinenet-pytorch publishes a conversion of the VOC ResNet-101 model. This suite cannot download "
-    "them: put the files you have in the --weights folder under these names, or run only the rows they cover "
-    "(--rows)."
+    "The authors' MatConvNet models (refinenet_res{101,152}_<dataset>.mat) are in the Google Drive and Baidu Pan "
+    "folders linked from the README of github.com/guosheng/refinenet ('Trained models'); they are not "
+    "redistributable, so this suite cannot ship or download them. The PyTorch conversions "
+    "(refinenet{50,101,152}_{voc,nyu}.pth.tar) were hosted on CloudStor, which is gone. Put the files you have in "
+    "the --weights folder under these names, or run only the rows they cover (--rows)."
 )
 SUMMARY_COLUMNS = [
     "checkpoint", "checkpoint_sha256", "dataset", "split", "msc", "metric", "measured_value", "chance_value",
@@ -46,35 +50,64 @@ SUMMARY_COLUMNS = [
 SUMMARY_METRICS = ("miou", "pixel_acc", "mean_acc")
 
 
-def released_note(row: Row) -> str:
-    """How the released checkpoint differs from the model the row trained ("" when it does not)."""
+def released_note(row: Row, name: str | None = None, found: dict | None = None) -> str:
+    """How the released model `name` differs from the model the row trained ("" when it does not); `found`:
+    what the conversion of an authors' MatConvNet model found in it (refinenet/convert.py)."""
     pooling = default_pooling_blocks(row.dataset) if row.pooling_blocks is None else row.pooling_blocks
-    if pooling != RELEASED_POOLING_BLOCKS:
-        return f"released checkpoint has {RELEASED_POOLING_BLOCKS} pooling blocks; the row trained {pooling}"
-    return ""
+    name = name or row.released
+    if name not in AUTHORS_FILES:
+        if pooling != RELEASED_POOLING_BLOCKS:
+            return f"released checkpoint has {RELEASED_POOLING_BLOCKS} pooling blocks; the row trained {pooling}"
+        return ""
+    notes = []
+    if found and found.get("pool_order") == "conv_pool":
+        notes.append("improved residual pooling (conv before pool; guosheng/refinenet README), not Fig. 3(d)")
+    if found and found.get("pooling_blocks") != pooling:
+        notes.append(f"the authors' model has {found.get('pooling_blocks')} pooling blocks; the row trained {pooling}")
+    if row.dataset == "voc2012":
+        notes.append("the VOC model was updated after the paper (guosheng/refinenet README, 13 Feb 2018)")
+    return "; ".join(notes)
 
 
-def require_weights(weights: Path | None, needed: dict[str, list[str]]) -> dict[str, Path]:
-    """The path of each needed checkpoint (name -> the rows that need it) in the `weights` folder; one
-    error naming every missing file and where such files come from."""
+def require_weights(weights: Path | None, needed: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, Path]]:
+    """For each row (its description -> the files that serve it, preferred first), the first file present in
+    the `weights` folder; one error naming, per row, the files that would serve it and where they come from."""
     if not needed:
         return {}
     if weights is None:
-        raise FileNotFoundError(f"the released profile evaluates the authors' checkpoints: give --weights DIR, "
-                                f"a folder holding {', '.join(sorted(needed))}. {WHERE_TO_GET}")
-    missing = {name: rows for name, rows in needed.items() if not (Path(weights) / name).is_file()}
+        names = sorted({name for files in needed.values() for name in files})
+        raise FileNotFoundError(f"the released profile evaluates the authors' models: give --weights DIR, a folder "
+                                f"holding {', '.join(names)}. {WHERE_TO_GET}")
+    chosen, missing = {}, {}
+    for row, files in needed.items():
+        present = [name for name in files if (Path(weights) / name).is_file()]
+        if present:
+            chosen[row] = (present[0], Path(weights) / present[0])
+        else:
+            missing[row] = files
     if missing:
-        lines = "\n".join(f"  - {name} (rows: {'; '.join(rows)})" for name, rows in sorted(missing.items()))
-        raise FileNotFoundError(f"--weights {weights} lacks:\n{lines}\n{WHERE_TO_GET}")
-    return {name: Path(weights) / name for name in needed}
+        lines = "\n".join(f"  - {row}: {' or '.join(files)}" for row, files in missing.items())
+        raise FileNotFoundError(f"--weights {weights} lacks the files for:\n{lines}\n{WHERE_TO_GET}")
+    return chosen
 
 
 def present_weights(weights: Path | None) -> dict[str, Path]:
-    """The released checkpoints found in the `weights` folder (an error when there are none)."""
+    """The released models found in the `weights` folder (an error when there are none)."""
     found = {name: Path(weights) / name for name in RELEASED_FILES if weights and (Path(weights) / name).is_file()}
     if not found:
         raise FileNotFoundError(f"--weights {weights} holds none of {', '.join(RELEASED_FILES)}. {WHERE_TO_GET}")
     return found
+
+
+def checkpoint_for(name: str, path: Path, cache: Path) -> tuple[Path, dict | None]:
+    """What `refinenet evaluate` reads for released file `name`: the file itself, or for an authors' MatConvNet
+    model its conversion (made once, cached under `cache`), with what the conversion found."""
+    if name not in AUTHORS_FILES:
+        return path, None
+    from refinenet.convert import cached_conversion, conversion_info
+
+    converted = cached_conversion(path, Path(cache) / "converted", AUTHORS_FILES[name][0])
+    return converted, conversion_info(converted)["found"]
 
 
 def file_sha256(path: Path, cache: Path) -> str:
@@ -98,15 +131,16 @@ def file_sha256(path: Path, cache: Path) -> str:
 # The summary: each checkpoint on its dataset's split, beside the paper and the converters' figures
 
 
-def paper_figure(name: str, split: str, msc: bool, metric: str) -> tuple[float | None, str, str]:
+def paper_figure(name: str, split: str, msc: bool, metric: str, found: dict | None = None
+                 ) -> tuple[float | None, str, str]:
     """(value, source, note) of the paper's number for checkpoint `name` evaluated as given: from the first
     table row it covers with the same split and scales and no CRF."""
     for number, table in TABLES.items():
         for row in table.rows:
-            if row.released == name and row.msc == msc and not row.crf and row.split == split and row.paper:
+            if name in row.weights and row.msc == msc and not row.crf and row.split == split and row.paper:
                 value = paper_value(load_paper_table(number), row, metric)
                 if value is not None:
-                    return value, f"Table {number}, {row.label}", released_note(row)
+                    return value, f"Table {number}, {row.label}", released_note(row, name, found)
     return None, "", ""
 
 
@@ -120,13 +154,14 @@ def published_figure(published: pd.DataFrame, name: str, split: str, msc: bool, 
     return (float(hit["value"].iloc[0]), hit["source"].iloc[0]) if len(hit) else (None, "")
 
 
-def summary_records(name: str, split: str, msc: bool, measured: dict, chance: dict, columns: dict) -> list[dict]:
+def summary_records(name: str, split: str, msc: bool, measured: dict, chance: dict, columns: dict,
+                    found: dict | None = None) -> list[dict]:
     """One record per metric of checkpoint `name` on `split`: measured and chance values (percent), the
     paper's and the converters' figures; `columns` holds the provenance columns."""
     published = published_figures()
     records = []
     for metric in SUMMARY_METRICS:
-        paper, source, note = paper_figure(name, split, msc, metric)
+        paper, source, note = paper_figure(name, split, msc, metric, found)
         value, published_source = published_figure(published, name, split, msc, metric)
         records.append({"checkpoint": name, "split": split, "msc": msc, "metric": metric,
                         "measured_value": measured.get(metric), "chance_value": chance.get(metric),

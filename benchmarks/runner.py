@@ -81,7 +81,8 @@ class RunOptions:
     profile: str = option("standin", choices=tuple(sorted(PROFILES)))
     data_root: str | None = option(None, "paper / released profile: DIR with one folder per dataset (DIR/voc2012, "
                                    "...) or name=PATH[,name=PATH]")
-    weights: Path | None = option(None, "released profile: DIR holding refinenet{50,101,152}_{voc,nyu}.pth.tar")
+    weights: Path | None = option(None, "released profile: DIR holding the authors' refinenet_res{101,152}_<dataset>"
+                                        ".mat and/or the conversions refinenet{50,101,152}_{voc,nyu}.pth.tar")
     results: Path = option(REPO / "results", "where table<N>.* and runs/ (the result store) go")
     cache: Path = option(REPO / ".cache", "where stand-in data, pre-flight stamps and checksums go")
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
@@ -368,34 +369,34 @@ def trained_rows(number: int, rows: list[Row], paper: pd.DataFrame, session: Ses
 
 def released_rows(number: int, rows: list[Row], paper: pd.DataFrame, session: Session) -> list[dict]:
     opts, stamp = session.opts, session.provenance.stamp()
-    covered = [row for row in rows if row.released]
-    needed: dict[str, list[str]] = defaultdict(list)
-    for row in covered:
-        needed[row.released].append(f"table {number} '{row.label}' ({row.dataset})")
-    weights = released.require_weights(opts.weights, needed)
+    covered = [row for row in rows if row.weights]
+    describe = {row.key: f"table {number} '{row.label}' ({row.dataset})" for row in covered}
+    chosen = released.require_weights(opts.weights, {describe[row.key]: row.weights for row in covered})
     roots = check_data(covered, opts, training=False)
-    progress = TableProgress(number, len(needed), len(rows), opts.progress)
+    progress = TableProgress(number, len({chosen[d][0] for d in chosen}), len(rows), opts.progress)
     records, seen = [], []
     try:
         for row in rows:
-            if not row.released:
+            if not row.weights:
                 records += row_records(number, row, paper, None, {"note": "no released weights"}, session)
                 progress.row_done()
                 continue
-            if row.released not in seen:
-                seen.append(row.released)
+            name, path = chosen[describe[row.key]]
+            if name not in seen:
+                seen.append(name)
                 progress.next_model()
-            sha = released.file_sha256(weights[row.released], Path(opts.cache) / "sha256.json")
-            ev_cfg = eval_config(row, weights[row.released], roots[row.dataset], opts)
+            sha = released.file_sha256(path, Path(opts.cache) / "sha256.json")
+            checkpoint, found = released.checkpoint_for(name, path, Path(opts.cache))
+            ev_cfg = eval_config(row, checkpoint, roots[row.dataset], opts)
             test_server = TEST_SERVER.get(row.dataset)
             ev = session.fresh(store.eval_entry(
-                session.store_dir, {"released": row.released, "sha256": sha}, ev_cfg,
+                session.store_dir, {"released": name, "sha256": sha}, ev_cfg,
                 session.data_identity(row.dataset, roots[row.dataset], row.split), test_server))
             evaluation = store.evaluated(ev, ev_cfg, test_server, stamp)
             columns = {"data": ev.key["data"]["kind"],
                        "precision": precision(None, evaluation["result"].get("precision")),
-                       "model_key": f"{row.released}@{sha[:16]}", "eval_key": ev.name, "checkpoint": row.released,
-                       "checkpoint_sha256": sha, "note": released.released_note(row)}
+                       "model_key": f"{name}@{sha[:16]}", "eval_key": ev.name, "checkpoint": name,
+                       "checkpoint_sha256": sha, "note": released.released_note(row, name, found)}
             records += row_records(number, row, paper, evaluation, columns, session)
             progress.row_done()
     finally:
@@ -414,8 +415,9 @@ def run_released_summary(opts: RunOptions, session: Session | None = None) -> pd
         root = real_root(dataset, opts)
         check_splits(dataset, root, [split], cache_dir=Path(opts.cache) / "preflight", progress=opts.progress)
         sha = released.file_sha256(path, Path(opts.cache) / "sha256.json")
+        checkpoint, found = released.checkpoint_for(name, path, Path(opts.cache))
         for msc in (False, True):
-            cfg = EvalConfig(checkpoint=path, dataset=dataset, data_root=root, split=split,
+            cfg = EvalConfig(checkpoint=checkpoint, dataset=dataset, data_root=root, split=split,
                              scales=PAPER_SCALES if msc else (1.0,), device=opts.device, workers=opts.workers,
                              progress=opts.progress)
             ev = session.fresh(store.eval_entry(session.store_dir, {"released": name, "sha256": sha}, cfg,
@@ -431,7 +433,7 @@ def run_released_summary(opts: RunOptions, session: Session | None = None) -> pd
                        "finished_at": evaluation["finished_at"]}
             records += released.summary_records(
                 name, split, msc, {m: _percent(result.get(m)) for m in released.SUMMARY_METRICS},
-                {m: _percent(chance.get(m)) for m in released.SUMMARY_METRICS}, columns)
+                {m: _percent(chance.get(m)) for m in released.SUMMARY_METRICS}, columns, found)
     frame = pd.DataFrame.from_records(records, columns=released.SUMMARY_COLUMNS)
     results = check_before_writing("released", frame, session)
     write_text_atomic(results / "released.csv", frame.to_csv(index=False))

@@ -20,6 +20,7 @@ from refinenet.model import RefineNet, RefineNetConfig
 from refinenet.released import RELEASED_INPUT_SCALE, RELEASED_SHORT_EDGE_CLAMP, load_released
 
 FORMAT = "refinenet-checkpoint-v1"
+CONVERTED_FORMAT = "refinenet-matconvnet-conversion/1"  # refinenet/convert.py writes it
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
@@ -65,28 +66,38 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 
 def load_model(path: str | Path, map_location="cpu"):
-    """(model in eval mode, metadata) from our checkpoint or a released `.pth.tar` (`load_released`).
+    """(model in eval mode, metadata) from our checkpoint, a conversion of the authors' MatConvNet model
+    (`refinenet convert`; a `refinenet_res*_*.mat` itself is converted once and cached), or a released
+    `.pth.tar` (`load_released`).
 
     metadata: `dataset` (name or None), `class_names`, `palette`, `train_config` (or None),
-    `source` ("ours" / "released"), and how the model expects its input: `mean` and `std` of the
-    normalisation, `input_scale` and `short_edge_clamp` (whether the test-time short-edge clamp of
-    the dataset applies). Ours: the training run's values (a checkpoint from before the clamp
-    existed: off). Released: the authors' test pipeline (clamp on, input scale 1.2) with ImageNet
-    statistics.
+    `source` ("ours" / "matconvnet" / "released"), and how the model expects its input: `mean` and `std` of
+    the normalisation, `input_scale` and `short_edge_clamp` (whether the test-time short-edge clamp of
+    the dataset applies), `resize` (how images are resized) and `void_channel` (the last output is void).
+    Ours: the training run's values (a checkpoint from before the clamp existed: off). The authors' models
+    and the released conversions: the authors' test pipeline (clamp on, input scale 1.2); the MatConvNet
+    models with their own RGB - 128 and MATLAB bicubic resizing, the conversions with ImageNet statistics.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.suffix.lower() == ".mat":
+        from refinenet.convert import cached_conversion
+
+        path = cached_conversion(path)
     try:
-        ckpt = load_checkpoint(path, map_location)
-    except CheckpointError:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception:  # not a torch file of plain data: maybe nothing we know; load_released says
         ckpt = None
-    if ckpt is None:
+    if isinstance(ckpt, dict) and ckpt.get("format") == CONVERTED_FORMAT:
+        return _converted_model(ckpt, map_location)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         try:
-            model = load_released(path, map_location=map_location)
+            model = load_released(ckpt if isinstance(ckpt, dict) else path, map_location=map_location)
         except Exception as err:
             raise CheckpointError(
-                f"{path} is neither a refinenet training checkpoint nor a released RefineNet .pth.tar: {err}"
+                f"{path} is neither a refinenet training checkpoint, a converted MatConvNet model nor a released "
+                f"RefineNet .pth.tar: {err}"
             ) from err
         meta = {"source": "released", "dataset": None, "class_names": None, "palette": None, "train_config": None,
                 "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_scale": RELEASED_INPUT_SCALE,
@@ -108,5 +119,25 @@ def load_model(path: str | Path, map_location="cpu"):
         "std": tuple(recipe.get("std", IMAGENET_STD)),
         "input_scale": train_config.get("input_scale") or 1.0,
         "short_edge_clamp": bool(train_config.get("short_edge_clamp", False)),
+    }
+    return model.to(map_location).eval(), meta
+
+
+def _converted_model(ckpt: dict, map_location):
+    """A conversion of the authors' MatConvNet model (refinenet/convert.py) and its test pipeline."""
+    from refinenet.data import dataset_info
+
+    model = RefineNet(RefineNetConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    info = dataset_info(ckpt["dataset"])
+    pre = ckpt["preprocess"]
+    meta = {
+        "source": "matconvnet", "dataset": info.name, "class_names": list(info.class_names),
+        "palette": [list(c) for c in info.palette] if info.palette is not None else None, "train_config": None,
+        # RGB in 0..255 minus 128, no division, expressed on the 0..1 images of our transforms
+        "mean": tuple(m / 255 for m in pre["mean_255"]), "std": tuple(s / 255 for s in pre["std_255"]),
+        "input_scale": pre["input_scale"], "short_edge_clamp": pre["short_edge_clamp"], "resize": pre["resize"],
+        "void_channel": bool(ckpt["void_channel"]), "matconvnet_file": ckpt["source"]["file"],
+        "self_check": ckpt["self_check"],
     }
     return model.to(map_location).eval(), meta

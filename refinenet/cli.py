@@ -7,6 +7,7 @@ import importlib
 import platform
 import sys
 
+from refinenet.convert import add_commands as add_convert_commands
 from refinenet.data.cli import add_commands as add_data_commands
 from refinenet.engine_cli import add_commands as add_engine_commands
 
@@ -28,6 +29,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     for module, purpose in [
         ("pydensecrf.densecrf", "dense CRF post-processing (Table 4)"),
         ("h5py", "NYUDv2 .mat (v7.3) converter"),
+        ("matio", "the authors' MatConvNet models (refinenet convert)"),
+        ("bicubic_pytorch", "MATLAB imresize (the authors' models)"),
         ("scipy.io", "SBD / PASCAL-Context / SUN-RGBD .mat converters"),
         ("pandas", "result tables"),
         ("matplotlib", "plots"),
@@ -50,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Each area adds its own subcommands here.
     add_data_commands(sub)
     add_engine_commands(sub)
+    add_convert_commands(sub)
     return parser
 
 

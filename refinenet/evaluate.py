@@ -89,7 +89,8 @@ def _shard_loader(dataset, mean, std, workers: int) -> torch.utils.data.DataLoad
 def _summed_scores(matrix: ConfusionMatrix, class_names, device: torch.device) -> dict | None:
     """Scores of every process's confusion matrix summed (rank 0; None elsewhere)."""
     n = matrix.num_classes
-    counts = matrix.mat if matrix.mat is not None else torch.zeros((n, n), dtype=torch.int64, device=device)
+    columns = n + 1 if matrix.void_prediction else n
+    counts = matrix.mat if matrix.mat is not None else torch.zeros((n, columns), dtype=torch.int64, device=device)
     matrix.mat = all_reduce_sum(counts)
     if rank_and_world()[0] != 0:
         return None
@@ -122,6 +123,8 @@ def evaluate_dataset(
     input_scale: float = 1.0,
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
+    resize: str = "bilinear",
+    void_channel: bool = False,
     save_dir: Path | None = None,
     fmt: str = "palette",
     workers: int = 0,
@@ -130,17 +133,21 @@ def evaluate_dataset(
     """Score `dataset` (a SegmentationFiles without transform) and/or save its predictions.
 
     `short_edge` = (min, max) clamps each image's short edge before the scales (None: the stored size);
-    `input_scale` multiplies every scale. Returns the metrics dict on rank 0 (None elsewhere); for a
-    split without labels, a dict without scores. The model's train / eval mode is restored afterwards.
+    `input_scale` multiplies every scale; `resize` is how the image is resized ("bilinear", or "matlab_bicubic"
+    as the authors' test code). `void_channel`: the model's last output is void (the authors' models), a
+    pixel predicted void counts as a miss; a saved prediction shows it as 255. Returns the metrics dict on
+    rank 0 (None elsewhere); for a split without labels, a dict without scores. The model's train / eval
+    mode is restored afterwards.
     """
     was_training = model.training
     model.eval()
-    matrix = ConfusionMatrix(dataset.info.num_classes, ignore_index=dataset.info.ignore_index)
+    matrix = ConfusionMatrix(dataset.info.num_classes, ignore_index=dataset.info.ignore_index,
+                             void_prediction=void_channel)
     show = progress and rank_and_world()[0] == 0
     for index, image, label in tqdm(_shard_loader(dataset, mean, std, workers), disable=not show, desc="evaluate",
                                     unit="img"):
         probs = image_probs(model, image.to(device), scales, flip, max_size, tile, tile_overlap, short_edge=short_edge,
-                            input_scale=input_scale)[0]
+                            input_scale=input_scale, resize=resize)[0]
         if crf_params is not None:
             raw, _ = dataset.load(int(index))
             pred = torch.from_numpy(dense_crf(raw, probs, crf_params)).to(device)
@@ -149,8 +156,10 @@ def evaluate_dataset(
         if dataset.has_labels:
             matrix.update(pred, label[0].to(device))
         if save_dir is not None:
-            save_prediction(pred.cpu().numpy(), dataset.pairs[int(index)][0], Path(save_dir), fmt,
-                            dataset.info.palette)
+            labels = pred.cpu().numpy()
+            if void_channel:
+                labels = np.where(labels == dataset.info.num_classes, 255, labels)
+            save_prediction(labels, dataset.pairs[int(index)][0], Path(save_dir), fmt, dataset.info.palette)
     if was_training:
         model.train()
 
@@ -162,6 +171,8 @@ def evaluate_dataset(
         "scales": list(scales),
         "short_edge": None if short_edge is None else list(short_edge),  # the test-time clamp applied
         "input_scale": input_scale,
+        "resize": resize,
+        "void_channel": void_channel,
         "flip": flip,
         "crf": None if crf_params is None else vars(crf_params).copy(),
         "max_size": max_size,
@@ -209,10 +220,11 @@ def evaluate(cfg: EvalConfig) -> dict:
     rank, _, device = init_distributed(cfg.device)
     dataset = data.load_dataset(cfg.dataset, cfg.data_root, cfg.split)
     model, meta = load_model(cfg.checkpoint, map_location=device)
-    if model.config.num_classes != dataset.info.num_classes:
+    void = bool(meta.get("void_channel"))
+    if model.config.num_classes != dataset.info.num_classes + void:
         raise CheckpointError(
-            f"checkpoint {cfg.checkpoint} predicts {model.config.num_classes} classes but {cfg.dataset} has "
-            f"{dataset.info.num_classes}"
+            f"checkpoint {cfg.checkpoint} predicts {model.config.num_classes} classes{' (void included)' * void} but "
+            f"{cfg.dataset} has {dataset.info.num_classes}"
         )
     input_scale = cfg.input_scale or meta["input_scale"]
     short_edge = eval_short_edge(cfg, cfg.dataset, meta["short_edge_clamp"])
@@ -233,7 +245,8 @@ def evaluate(cfg: EvalConfig) -> dict:
             model, dataset, device, scales=cfg.scales, flip=cfg.flip, crf_params=cfg.crf_params if cfg.crf else None,
             max_size=cfg.max_size, tile=cfg.tile, tile_overlap=cfg.tile_overlap, short_edge=short_edge,
             input_scale=input_scale,
-            mean=meta["mean"], std=meta["std"], save_dir=save_dir, fmt=cfg.format, workers=cfg.workers,
+            mean=meta["mean"], std=meta["std"], resize=meta.get("resize", "bilinear"), void_channel=void,
+            save_dir=save_dir, fmt=cfg.format, workers=cfg.workers,
             progress=cfg.progress,
         )
     if rank != 0:

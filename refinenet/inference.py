@@ -33,19 +33,30 @@ def scaled_size(height: int, width: int, factor: float) -> tuple[int, int]:
     return max(1, round(height * factor)), max(1, round(width * factor))
 
 
-def rescale(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of an N x C x H x W batch to `size`, antialiased when shrinking: the released code
-    resizes with MATLAB's imresize, which smooths before it shrinks."""
+RESIZE_METHODS = ("bilinear", "matlab_bicubic")
+
+
+def rescale(x: torch.Tensor, size: tuple[int, int], method: str = "bilinear") -> torch.Tensor:
+    """Resize an N x C x H x W batch to `size`. "bilinear": antialiased when shrinking, as MATLAB's imresize
+    smooths before it shrinks. "matlab_bicubic": MATLAB's imresize itself (bicubic, antialiased), which the
+    authors' test code applies to the image (main/my_get_batch_ds_info.m), through bicubic-pytorch."""
     size = tuple(size)
     if size == tuple(x.shape[-2:]):
         return x
+    if method == "matlab_bicubic":
+        from bicubic_pytorch.core import imresize
+
+        return imresize(x, sizes=size, antialiasing=True)
+    if method != "bilinear":
+        raise ValueError(f"resize must be one of {RESIZE_METHODS}, got {method!r}")
     shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
 @torch.inference_mode()
 def predict_probs(
-    model: nn.Module, image: torch.Tensor, scales: Sequence[float] = (1.0,), flip: bool = False
+    model: nn.Module, image: torch.Tensor, scales: Sequence[float] = (1.0,), flip: bool = False,
+    resize: str = "bilinear",
 ) -> torch.Tensor:
     """Class probabilities at the image size, averaged over scales (and flips).
 
@@ -60,7 +71,7 @@ def predict_probs(
     height, width = image.shape[-2:]
     total, count = None, 0
     for scale in scales:
-        x = rescale(image, scaled_size(height, width, scale))
+        x = rescale(image, scaled_size(height, width, scale), resize)
         for flipped in (False, True) if flip else (False,):
             scores = model(x.flip(-1) if flipped else x)
             if flipped:
@@ -126,6 +137,7 @@ def image_probs(
     *,
     short_edge: tuple[int, int] | None = None,
     input_scale: float = 1.0,
+    resize: str = "bilinear",
 ) -> torch.Tensor:
     """Class probabilities (1 x C x H x W) of one normalised image (1 x 3 x H x W), averaged over scales.
 
@@ -137,10 +149,10 @@ def image_probs(
     base = base_factor(height, width, short_edge, max_size) * input_scale
     run_scales = [scale * base for scale in scales]
     if not tile:
-        return predict_probs(model, image, run_scales, flip)
+        return predict_probs(model, image, run_scales, flip, resize)
     total = None
     for scale in run_scales:
-        p = tiled_probs(model, rescale(image, scaled_size(height, width, scale)), tile, tile_overlap, flip)
+        p = tiled_probs(model, rescale(image, scaled_size(height, width, scale), resize), tile, tile_overlap, flip)
         p = F.interpolate(p, size=(height, width), mode="bilinear", align_corners=False)
         total = p if total is None else total + p
     return total / len(run_scales)

@@ -21,11 +21,15 @@ class ConfusionMatrix:
     `miou`, left out of `miou_present`).
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255):
+    def __init__(self, num_classes: int, ignore_index: int = 255, void_prediction: bool = False):
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
+        # A network with a void output (the authors' models: main/gen_class_info_<dataset>.m lists 'void') may
+        # predict `num_classes`, meaning void: such a pixel is a miss for its true class and a hit for none
+        # (main/seg_eva_one_img.m). The matrix then has one more column.
+        self.void_prediction = void_prediction
         self.mat: torch.Tensor | None = None
 
     def reset(self) -> None:
@@ -37,27 +41,29 @@ class ConfusionMatrix:
         if pred.shape != target.shape:
             raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
         n = self.num_classes
+        columns = n + 1 if self.void_prediction else n
         if self.mat is None:
-            self.mat = torch.zeros((n, n), dtype=torch.int64, device=target.device)
+            self.mat = torch.zeros((n, columns), dtype=torch.int64, device=target.device)
         target = target.reshape(-1).to(self.mat.device, torch.int64)
         pred = pred.reshape(-1).to(self.mat.device, torch.int64)
         keep = target != self.ignore_index
         target, pred = target[keep], pred[keep]
-        bad = (target < 0) | (target >= n) | (pred < 0) | (pred >= n)
+        bad = (target < 0) | (target >= n) | (pred < 0) | (pred >= columns)
         if bad.any():
             raise ValueError(
-                f"labels outside [0, {n}) other than ignore_index {self.ignore_index}: "
+                f"labels outside [0, {n}) other than ignore_index {self.ignore_index} (predictions [0, {columns})): "
                 f"target values {torch.unique(target[bad]).tolist()[:10]}, "
                 f"prediction values {torch.unique(pred[bad]).tolist()[:10]}"
             )
-        self.mat += torch.bincount(target * n + pred, minlength=n * n).reshape(n, n)
+        self.mat += torch.bincount(target * columns + pred, minlength=n * columns).reshape(n, columns)
 
     def compute(self) -> dict:
         n = self.num_classes
-        mat = (self.mat if self.mat is not None else torch.zeros((n, n), dtype=torch.int64)).double()
-        diag = mat.diag()
-        in_target = mat.sum(1)
-        in_pred = mat.sum(0)
+        columns = n + 1 if self.void_prediction else n
+        mat = (self.mat if self.mat is not None else torch.zeros((n, columns), dtype=torch.int64)).double()
+        diag = mat[:, :n].diag()
+        in_target = mat.sum(1)  # void predictions included: misses
+        in_pred = mat[:, :n].sum(0)
         union = in_target + in_pred - diag
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=mat.device)
         iou = torch.where(union > 0, diag / union.clamp(min=1), nan)

@@ -28,20 +28,24 @@ the previous block's output.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-# ResNet block m (1..4, Sec. 3.1) -> output channels of torchvision's Bottleneck ResNets.
-RESNET_CHANNELS = {1: 256, 2: 512, 3: 1024, 4: 2048}
-BACKBONES = ("resnet50", "resnet101", "resnet152")
+from refinenet.backbones import (
+    BACKBONES,
+    RESNET_FORMS,
+    RESNET_WIDTH,
+    ResNetBackbone,
+    is_matconvnet_file,
+    load_backbone_weights,
+    resnet_channels,
+)
+
 BLOCK_LAYOUTS = ("released", "paper")  # see the module docstring
 POOL_ORDERS = ("pool_conv", "conv_pool")  # Fig. 3(d) and the checkpoints; the released training code's variant
 
@@ -68,6 +72,19 @@ VARIANTS: dict[str, tuple[str, tuple[float, ...]]] = {
 # How the layers outside the ResNets start (see the module docstring).
 NEW_LAYER_INITS = ("gaussian", "pytorch")
 NEW_LAYER_STD = 0.01  # main/My_net_util.m: `0.01 * randn(...)` filters, zero biases
+# How multi-resolution fusion brings a coarser path to the finest size: "bilinear" (align_corners=True,
+# the converted checkpoints' definition) or "matlab_bicubic" (the authors' own `My_sum_layer.m` through
+# `my_resize.m`: MATLAB imresize, bicubic, by the larger of the two size ratios, then a top-left crop).
+FUSION_UPSAMPLES = ("bilinear", "matlab_bicubic")
+
+
+def matlab_upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """`my_resize.m` (its GPU path, the one the authors ran): MATLAB's `imresize(x, s)` with s the larger
+    of the two size ratios (bicubic, output ceil(s x input)), then the top-left `size` crop."""
+    from bicubic_pytorch.core import imresize  # MATLAB-compatible imresize (symmetric borders)
+
+    scale = max(size[0] / x.shape[-2], size[1] / x.shape[-1])
+    return imresize(x, scale=scale, antialiasing=True)[..., : size[0], : size[1]]
 
 
 def conv3x3(in_channels: int, out_channels: int, bias: bool) -> nn.Conv2d:
@@ -114,8 +131,11 @@ class MultiResolutionFusion(nn.Module):
     """Fig. 3(c): adapt every path to the smallest depth with a conv, upsample to the largest
     resolution, sum. A single path goes through unchanged (Sec. 3.2)."""
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int):
+    def __init__(self, in_channels: Sequence[int], out_channels: int, upsample: str = "bilinear"):
         super().__init__()
+        if upsample not in FUSION_UPSAMPLES:
+            raise ValueError(f"fusion_upsample must be one of {FUSION_UPSAMPLES}, got {upsample!r}")
+        self.upsample = upsample
         if len(in_channels) > 1:
             self.convs = nn.ModuleList(conv3x3(c, out_channels, bias=False) for c in in_channels)
         else:
@@ -129,7 +149,9 @@ class MultiResolutionFusion(nn.Module):
         out = None
         for conv, path in zip(self.convs, paths):
             y = conv(path)
-            if y.shape[-2:] != size:
+            if y.shape[-2:] != size and self.upsample == "matlab_bicubic":
+                y = matlab_upsample(y, size)
+            elif y.shape[-2:] != size:
                 # align_corners=True as in the released model definition
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=True)
             if out is None:
@@ -178,6 +200,7 @@ class RefineNetBlock(nn.Module):
         pooling_blocks: int,
         output_rcus: int,
         pool_order: str = "pool_conv",
+        fusion_upsample: str = "bilinear",
     ):
         super().__init__()
         if len(in_channels) != len(input_rcus):
@@ -186,33 +209,13 @@ class RefineNetBlock(nn.Module):
         self.adapt = nn.ModuleList(
             nn.Sequential(*(ResidualConvUnit(c) for _ in range(n))) for c, n in zip(in_channels, input_rcus)
         )
-        self.fusion = MultiResolutionFusion(in_channels, self.out_channels)
+        self.fusion = MultiResolutionFusion(in_channels, self.out_channels, fusion_upsample)
         self.pool = ChainedResidualPooling(self.out_channels, pooling_blocks, pool_order)
         self.output = nn.Sequential(*(ResidualConvUnit(self.out_channels) for _ in range(output_rcus)))
 
     def forward(self, paths: Sequence[torch.Tensor]) -> torch.Tensor:
         paths = [adapt(p) for adapt, p in zip(self.adapt, paths)]
         return self.output(self.pool(self.fusion(paths)))
-
-
-class ResNetBackbone(nn.Module):
-    """torchvision's ResNet split into its 4 blocks (Sec. 3.1); keys keep torchvision's names."""
-
-    def __init__(self, depth: str = "resnet101"):
-        super().__init__()
-        if depth not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {depth!r}")
-        resnet = getattr(torchvision.models, depth)(weights=None)
-        self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        l1 = self.layer1(x)  # 1/4
-        l2 = self.layer2(l1)  # 1/8
-        l3 = self.layer3(l2)  # 1/16
-        l4 = self.layer4(l3)  # 1/32
-        return [l1, l2, l3, l4]
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,11 @@ class RefineNetConfig:
     # stage when batch norm is frozen, in the backward pass (activation checkpointing), and use in-place
     # ops where no backward needs the overwritten tensor.
     memory_lean: bool = False
+    # The ResNet's form (refinenet/backbones.py): "torchvision", or "msra" for the authors' MatConvNet
+    # weights (stride in the first 1x1 conv, conv1 bias, batch norm without epsilon); its width (64).
+    resnet_form: str = "torchvision"
+    resnet_width: int = RESNET_WIDTH
+    fusion_upsample: str = "bilinear"  # FUSION_UPSAMPLES; the authors' MatConvNet models: "matlab_bicubic"
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -248,6 +256,10 @@ class RefineNetConfig:
             object.__setattr__(self, "new_layer_init", "pytorch")
         if self.new_layer_init not in NEW_LAYER_INITS:
             raise ValueError(f"new_layer_init must be one of {NEW_LAYER_INITS}, got {self.new_layer_init!r}")
+        if self.resnet_form not in RESNET_FORMS:
+            raise ValueError(f"resnet_form must be one of {RESNET_FORMS}, got {self.resnet_form!r}")
+        if self.fusion_upsample not in FUSION_UPSAMPLES:
+            raise ValueError(f"fusion_upsample must be one of {FUSION_UPSAMPLES}, got {self.fusion_upsample!r}")
         if self.pooling_blocks < 0 or self.num_classes < 1:
             raise ValueError("pooling_blocks must be >= 0 and num_classes >= 1")
 
@@ -271,7 +283,8 @@ class RefineNet(nn.Module):
         super().__init__()
         self.config = config
         scales = config.input_scales
-        self.backbones = nn.ModuleList(ResNetBackbone(config.backbone) for _ in scales)
+        self.backbones = nn.ModuleList(ResNetBackbone(config.backbone, config.resnet_form, config.resnet_width)
+                                       for _ in scales)
         self.dropout = LayoutIndependentDropout(config.dropout)
 
         # Flat list of ResNet paths in block order: (block index, scale index, ResNet block m).
@@ -283,7 +296,8 @@ class RefineNet(nn.Module):
             return config.top_features if m == 4 else config.features
 
         # "each ResNet output is passed through one convolutional layer to adapt the dimensionality"
-        self.dimred = nn.ModuleList(conv3x3(RESNET_CHANNELS[m], width(m), bias=False) for _, _, m in self.paths)
+        self.dimred = nn.ModuleList(conv3x3(resnet_channels(m, config.resnet_width), width(m), bias=False)
+                                    for _, _, m in self.paths)
 
         released = config.block_layout == "released"
         blocks, previous = [], None
@@ -295,7 +309,8 @@ class RefineNet(nn.Module):
                 rcus.insert(0, 0 if released else 2)
             last = b == len(config.cascade) - 1
             output_rcus = 3 if released else (3 if last else 1)
-            block = RefineNetBlock(widths, rcus, config.pooling_blocks, output_rcus, config.pool_order)
+            block = RefineNetBlock(widths, rcus, config.pooling_blocks, output_rcus, config.pool_order,
+                                   config.fusion_upsample)
             blocks.append(block)
             previous = block.out_channels
         self.blocks = nn.ModuleList(blocks)
@@ -378,57 +393,12 @@ class RefineNet(nn.Module):
         return asdict(self.config)
 
 
-def load_backbone_weights(model: RefineNet, weights) -> None:
-    """Load ImageNet weights into every backbone.
-
-    `weights`: a torchvision weights enum or its name (e.g. "IMAGENET1K_V1", "DEFAULT"), or a
-    path to a `.pth` file holding a torchvision ResNet state dict (`fc.*` keys are ignored).
-    """
-    state = _resolve_backbone_state(model.config.backbone, weights)
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    for backbone in model.backbones:
-        missing, unexpected = backbone.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"backbone weights do not fit {model.config.backbone}: missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]}"
-            )
-
-
-def _resolve_backbone_state(depth: str, weights) -> dict:
-    if isinstance(weights, dict):
-        return weights
-    is_path = isinstance(weights, os.PathLike) or (isinstance(weights, str) and ("/" in weights or "." in weights))
-    if is_path:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone weights file {path} does not exist (expected a {depth} .pth)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
-            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                state = state[key]
-        return state
-    enum = torchvision.models.get_model_weights(depth)
-    if isinstance(weights, str):
-        weights = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-    if cached.is_file():
-        return torch.load(cached, map_location="cpu", weights_only=True)
-    try:
-        return weights.get_state_dict(progress=True)
-    except Exception as err:  # URLError, socket errors, SSL errors: all mean "could not download"
-        raise RuntimeError(
-            f"ImageNet weights {weights} for {depth} are not cached and could not be downloaded ({err}).\n"
-            f"Provide them in one of two ways:\n"
-            f"  * copy the file from {weights.url} to {cached}\n"
-            f"  * pass a local file: --backbone-weights /path/to/{depth}.pth (a torchvision state dict)\n"
-            f"or train from random initialisation with --backbone-weights none."
-        ) from err
-
-
 def build_refinenet(num_classes: int, backbone_weights=None, **options) -> RefineNet:
     """Plain builder: `build_refinenet(21, backbone="resnet101", variant="4-cascaded",
-    pooling_blocks=4, backbone_weights="IMAGENET1K_V1")`. `backbone_weights=None` keeps random init."""
+    pooling_blocks=4, backbone_weights="IMAGENET1K_V1")`. `backbone_weights=None` keeps random init;
+    the authors' `imagenet-resnet-101-dag.mat` gives the backbone its MSRA form (refinenet/backbones.py)."""
+    if is_matconvnet_file(backbone_weights):
+        options.setdefault("resnet_form", "msra")
     model = RefineNet(RefineNetConfig(num_classes=num_classes, **options))
     if backbone_weights not in (None, "none"):
         load_backbone_weights(model, backbone_weights)

@@ -24,6 +24,7 @@ from refinenet.utils import resolve_device
 
 
 def _palette(meta: dict, dataset: str | None, num_classes: int):
+    num_classes -= bool(meta.get("void_channel"))  # the authors' models: a void output, shown as 255
     if dataset is not None:
         info = data.dataset_info(dataset)
         if info.num_classes != num_classes:
@@ -54,11 +55,13 @@ def predict(cfg: PredictConfig) -> list[Path]:
             rgb = np.array(im.convert("RGB"))
         image, _ = transform(rgb, np.zeros(rgb.shape[:2], dtype=np.int64))
         probs = image_probs(model, image[None].to(device), cfg.scales, cfg.flip, cfg.max_size, cfg.tile,
-                            short_edge=short_edge, input_scale=input_scale)
+                            short_edge=short_edge, input_scale=input_scale, resize=meta.get("resize", "bilinear"))
         labels = probs[0].argmax(0).cpu().numpy().astype(np.uint8)
+        if meta.get("void_channel"):
+            labels[labels == len(palette)] = 255
         label_path = out / f"{path.stem}_labels.png"
         save_png(label_path, labels, palette)
-        colours = np.array(palette, dtype=np.float32)[labels]
+        colours = np.array(list(palette) + [(0, 0, 0)] * (256 - len(palette)), dtype=np.float32)[labels]
         blend = (1 - cfg.overlay_alpha) * rgb.astype(np.float32) + cfg.overlay_alpha * colours
         overlay_path = out / f"{path.stem}_overlay.png"
         save_png(overlay_path, blend.round().clip(0, 255).astype(np.uint8))

@@ -1,0 +1,146 @@
+"""The ResNets RefineNet refines (Sec. 3.1), in two forms, and their ImageNet weights.
+
+* `form="torchvision"`: torchvision's Bottleneck ResNet (stride on the 3x3 conv, conv1 without bias,
+  batch norm with eps 1e-5). Its ImageNet weights: a torchvision weights name or a `.pth` state dict.
+* `form="msra"`: MSRA's Caffe ResNet as the authors used it through MatConvNet
+  (`imagenet-resnet-{50,101,152}-dag.mat`, imported by MatConvNet's `utils/import-caffe.py`):
+  in a down-sampling block the stride sits on the first 1x1 conv and on the shortcut (detectron2's
+  `STRIDE_IN_1X1`), conv1 has a bias, and batch norm divides by the stored sigma itself
+  (`vl_nnbnorm` with given moments adds no epsilon): eps = 0 with running_var = sigma^2. pool1 is
+  the 3x3 / stride 2 max-pool with symmetric padding 1 that the authors' `My_net_util.fix_padding_resnet`
+  makes of Caffe's ceil-mode pooling, which is torchvision's maxpool.
+
+Both keep torchvision's module names (`conv1`, `bn1`, `layer1`..`layer4`), so one state dict layout
+serves every weight source. `width` (64 in every published ResNet) scales all channel counts; the
+small widths exist for tests that build files in the real formats.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.resnet import Bottleneck
+
+BACKBONES = ("resnet50", "resnet101", "resnet152")
+RESNET_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
+RESNET_FORMS = ("torchvision", "msra")
+RESNET_WIDTH = 64  # stem channels of every published ResNet
+
+
+def resnet_channels(m: int, width: int = RESNET_WIDTH) -> int:
+    """Output channels of ResNet block m (1..4): 256, 512, 1024, 2048 at the published width."""
+    return width * 4 * 2 ** (m - 1)
+
+
+def _bottleneck_stages(depth: str, width: int, msra: bool) -> tuple[nn.Module, nn.Module, list[nn.Sequential]]:
+    """conv1, bn1 and the four stages of a Bottleneck ResNet of any width, built from torchvision's blocks."""
+    norm = functools.partial(nn.BatchNorm2d, eps=0.0) if msra else nn.BatchNorm2d
+    conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=msra)
+    stages, inplanes = [], width
+    for m, count in enumerate(RESNET_BLOCKS[depth], start=1):
+        planes, stride = width * 2 ** (m - 1), 1 if m == 1 else 2
+        shortcut = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False), norm(planes * 4))
+        blocks = [Bottleneck(inplanes, planes, stride, shortcut, norm_layer=norm)]
+        blocks += [Bottleneck(planes * 4, planes, norm_layer=norm) for _ in range(count - 1)]
+        if msra and stride != 1:  # MSRA: the first 1x1 conv strides, the 3x3 does not
+            blocks[0].conv1.stride, blocks[0].conv2.stride = (stride, stride), (1, 1)
+        stages.append(nn.Sequential(*blocks))
+        inplanes = planes * 4
+    return conv1, norm(width), stages
+
+
+class ResNetBackbone(nn.Module):
+    """A Bottleneck ResNet split into its 4 blocks (Sec. 3.1); keys keep torchvision's names."""
+
+    def __init__(self, depth: str = "resnet101", form: str = "torchvision", width: int = RESNET_WIDTH):
+        super().__init__()
+        if depth not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {depth!r}")
+        if form not in RESNET_FORMS:
+            raise ValueError(f"resnet_form must be one of {RESNET_FORMS}, got {form!r}")
+        if form == "torchvision" and width == RESNET_WIDTH:
+            resnet = getattr(torchvision.models, depth)(weights=None)  # torchvision's own init, unchanged
+            self.conv1, self.bn1 = resnet.conv1, resnet.bn1
+            self.layer1, self.layer2, self.layer3, self.layer4 = (resnet.layer1, resnet.layer2, resnet.layer3,
+                                                                  resnet.layer4)
+        else:
+            self.conv1, self.bn1, stages = _bottleneck_stages(depth, width, msra=form == "msra")
+            self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        l1 = self.layer1(x)  # 1/4
+        l2 = self.layer2(l1)  # 1/8
+        l3 = self.layer3(l2)  # 1/16
+        l4 = self.layer4(l3)  # 1/32
+        return [l1, l2, l3, l4]
+
+
+def is_matconvnet_file(weights) -> bool:
+    return isinstance(weights, (str, os.PathLike)) and str(weights).lower().endswith(".mat")
+
+
+def backbone_state(depth: str, weights) -> dict:
+    """A backbone state dict (torchvision names) from a torchvision weights name, a `.pth` file, a
+    MatConvNet ImageNet ResNet (`imagenet-resnet-<depth>-dag.mat`, MSRA form) or a dict."""
+    if isinstance(weights, dict):
+        return weights
+    if is_matconvnet_file(weights):
+        from refinenet.convert import imagenet_backbone_state  # the converter reads the DagNN graph
+
+        return imagenet_backbone_state(Path(weights), depth)
+    is_path = isinstance(weights, os.PathLike) or (isinstance(weights, str) and ("/" in weights or "." in weights))
+    if is_path:
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone weights file {path} does not exist (expected a {depth} .pth)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model"):
+            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+                state = state[key]
+        return state
+    enum = torchvision.models.get_model_weights(depth)
+    if isinstance(weights, str):
+        weights = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+    if cached.is_file():
+        return torch.load(cached, map_location="cpu", weights_only=True)
+    try:
+        return weights.get_state_dict(progress=True)
+    except Exception as err:  # URLError, socket errors, SSL errors: all mean "could not download"
+        raise RuntimeError(
+            f"ImageNet weights {weights} for {depth} are not cached and could not be downloaded ({err}).\n"
+            f"Provide them in one of two ways:\n"
+            f"  * copy the file from {weights.url} to {cached}\n"
+            f"  * pass a local file: --backbone-weights /path/to/{depth}.pth (a torchvision state dict), or the\n"
+            f"    authors' MatConvNet ResNet: --backbone-weights imagenet-resnet-{depth[6:]}-dag.mat\n"
+            f"or train from random initialisation with --backbone-weights none."
+        ) from err
+
+
+def load_backbone_weights(model, weights) -> None:
+    """Load ImageNet weights into every backbone of `model` (a RefineNet).
+
+    `weights`: a torchvision weights enum or its name (e.g. "IMAGENET1K_V1", "DEFAULT"), a path to a
+    `.pth` file holding a torchvision ResNet state dict (`fc.*` keys are ignored), or the authors'
+    MatConvNet `imagenet-resnet-{50,101,152}-dag.mat` (the model must then have `resnet_form="msra"`,
+    which `build_refinenet` sets for such a file).
+    """
+    if is_matconvnet_file(weights) and model.config.resnet_form != "msra":
+        raise ValueError(f"{weights} is a MatConvNet (MSRA) ResNet: build the model with resnet_form='msra'")
+    state = backbone_state(model.config.backbone, weights)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    for backbone in model.backbones:
+        missing, unexpected = backbone.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"backbone weights do not fit {model.config.backbone}: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )

@@ -1,0 +1,575 @@
+"""Convert the authors' MatConvNet models to ours, by their own graphs, and check every conversion.
+
+* `convert_trained(src)`: `refinenet_res{101,152}_<dataset>.mat` -> a RefineNet with the options the
+  file implies (MSRA ResNet, MATLAB bicubic fusion, the chained-pooling order and count it has) and a
+  checkpoint dict (`CONVERTED_FORMAT`) that `refinenet.checkpoint.load_model` reads.
+* `imagenet_backbone_state(src, depth)`: `imagenet-resnet-<depth>-dag.mat` -> a backbone state dict.
+
+Mapping follows the file's graph (layer types, inputs and outputs, parameter shapes), never names
+or positions alone: the ResNet is walked from its input unit by unit (a unit with a shortcut conv
+opens a stage), the refine group from each input path through its RCUs, fusion, chained pooling and
+output RCUs. Every parameter of ours must be set and every parameter of theirs used, or nothing is
+loaded. Then the converted model and `refinenet.matconvnet.run_dagnn` (the file's graph, interpreted
+on its own) run on one random input; the conversion fails unless they agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from refinenet.atomic import torch_save_atomic, write_text_atomic
+from refinenet.backbones import RESNET_BLOCKS, ResNetBackbone, resnet_channels
+from refinenet.checkpoint import CONVERTED_FORMAT
+from refinenet.matconvnet import (
+    DagNN,
+    Layer,
+    MatConvNetError,
+    TrainedRefineNetFile,
+    filters_to_torch,
+    fix_padding_resnet,
+    read_imagenet_dagnn,
+    read_trained_refinenet,
+    run_dagnn,
+    run_simplenn,
+    vector_to_torch,
+)
+from refinenet.model import RefineNet, RefineNetConfig
+
+SELF_CHECK_TOLERANCE = 1e-3  # max |ours - theirs| / max |theirs| on the score map; float32 rounding is ~1e-6
+SELF_CHECK_SIZE = (160, 192)  # the random input (H, W): every ResNet level at least 5 x 6 pixels
+# The authors' file names (main/demo_predict_mscale_<dataset>.m) -> our dataset names.
+FILE_DATASETS = {"voc2012": "voc2012", "cityscapes": "cityscapes", "nyud": "nyudv2", "person_parts": "person_part",
+                 "pascalcontext": "pascal_context", "sunrgbd": "sunrgbd", "ade": "ade20k"}
+# Where each dataset's class list (main/gen_class_info_<dataset>.m) puts its 'void' class: the network has
+# an output for it. Converted models move it last, so that our train ids are the first outputs.
+VOID_CHANNEL = {"voc2012": "last", "cityscapes": "last", "nyudv2": "last", "sunrgbd": "first", "ade20k": "first",
+                "pascal_context": None, "person_part": None}
+# The authors' test-time input (main/my_get_batch_ds_info.m, demo_predict_mscale_<dataset>.m): RGB in 0..255
+# minus 128 on every channel, no division; MATLAB bicubic resizing; the dataset's short-edge clamp.
+AUTHORS_MEAN_255, AUTHORS_STD_255 = (128.0, 128.0, 128.0), (1.0, 1.0, 1.0)
+FILE_PATTERN = re.compile(r"refinenet_res(\d+)_([a-z0-9_]+)\.mat$")
+
+
+class ConversionError(MatConvNetError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Walking a graph
+
+
+class Walk:
+    """Follows a DagNN's variables from layer to layer, recording each parameter it maps."""
+
+    def __init__(self, dag: DagNN):
+        self.dag = dag
+        self.state: dict[str, torch.Tensor] = {}
+        self.theirs: dict[str, str] = {}  # our name -> their parameter
+
+    def fail(self, message: str):
+        raise ConversionError(f"{self.dag.source}: {message}")
+
+    def consumers(self, var: str, skip=("dagnn.DropOut", "My_copy_layer")) -> list[Layer]:
+        return [c for c in self.dag.consumers(var) if c.type not in skip]
+
+    def next(self, var: str, kind: str) -> Layer:
+        found = [c for c in self.consumers(var) if c.type == kind]
+        if len(found) != 1:
+            self.fail(f"expected one {kind} reading {var}, found {[c.name for c in self.consumers(var)]}")
+        return found[0]
+
+    def take(self, ours: str, theirs: str, value: torch.Tensor) -> None:
+        self.state[ours], self.theirs[ours] = value, theirs
+
+    def conv(self, layer: Layer, ours: str, bias: bool | None = None) -> None:
+        """Map a dagnn.Conv's filter (and bias) onto `ours`.weight (and .bias)."""
+        if layer.type != "dagnn.Conv":
+            self.fail(f"layer {layer.name} is {layer.type}, expected dagnn.Conv")
+        self.take(f"{ours}.weight", layer.params[0], filters_to_torch(self.dag.param(layer.params[0])))
+        has_bias = len(layer.params) > 1
+        if bias is not None and has_bias != bias:
+            self.fail(f"conv {layer.name} {'has' if has_bias else 'lacks'} a bias where ours "
+                      f"{'has none' if has_bias else 'has one'}")
+        if has_bias:
+            self.take(f"{ours}.bias", layer.params[1], vector_to_torch(self.dag.param(layer.params[1])))
+
+    def batchnorm(self, layer: Layer, ours: str) -> None:
+        if layer.type != "dagnn.BatchNorm" or len(layer.params) != 3:
+            self.fail(f"layer {layer.name} is {layer.type}, expected dagnn.BatchNorm with mult, bias, moments")
+        mult, bias, moments = layer.params
+        stored = np.asarray(self.dag.param(moments), dtype=np.float32).reshape(-1, 2, order="F")
+        self.take(f"{ours}.weight", mult, vector_to_torch(self.dag.param(mult)))
+        self.take(f"{ours}.bias", bias, vector_to_torch(self.dag.param(bias)))
+        self.take(f"{ours}.running_mean", moments, torch.from_numpy(stored[:, 0].copy()))
+        # sigma as stored; our batch norm (eps 0 in the MSRA form) divides by sqrt(sigma^2)
+        self.take(f"{ours}.running_var", moments, torch.from_numpy(stored[:, 1].astype(np.float64) ** 2).float())
+
+
+def stride_of(layer: Layer) -> int:
+    return int(np.asarray(layer.block.get("stride", 1)).reshape(-1)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# The ResNet
+
+
+@dataclass
+class ResNetFound:
+    depth: str
+    width: int
+    stride_in_1x1: bool
+    level_vars: dict[int, str]  # ResNet block m (1..4) -> the variable holding its output
+    input_var: str
+
+
+def walk_resnet(walk: Walk, prefix: str = "") -> ResNetFound:
+    """Map conv1 / bn1 / layer1..4 of an MSRA ResNet DagNN; `prefix` is our backbone's name prefix."""
+    dag = walk.dag
+    inputs = dag.input_vars()
+    starts = [v for v in inputs if any(c.type == "dagnn.Conv" for c in dag.consumers(v))]
+    if len(starts) != 1:
+        walk.fail(f"expected one image input feeding a conv, found inputs {inputs}")
+    stem = walk.next(starts[0], "dagnn.Conv")
+    walk.conv(stem, f"{prefix}conv1")
+    width = int(walk.state[f"{prefix}conv1.weight"].shape[0])
+    bn = walk.next(stem.outputs[0], "dagnn.BatchNorm")
+    walk.batchnorm(bn, f"{prefix}bn1")
+    relu = walk.next(bn.outputs[0], "dagnn.ReLU")
+    pool = walk.next(relu.outputs[0], "dagnn.Pooling")
+    var, stage, counts, stride_in_1x1, levels = pool.outputs[0], 0, [], None, {}
+    while True:
+        convs = [c for c in walk.consumers(var) if c.type == "dagnn.Conv"]
+        sums = [c for c in walk.consumers(var) if c.type == "dagnn.Sum"]
+        if len(convs) == 2:  # a unit with a shortcut conv opens a stage
+            if stage:
+                levels[stage] = var
+            stage += 1
+            counts.append(0)
+        elif not (len(convs) == 1 and len(sums) == 1):
+            break
+        unit = f"{prefix}layer{stage}.{counts[-1]}"
+        shortcut = None
+        if len(convs) == 2:
+            after = {c.name: walk.consumers(walk.next(c.outputs[0], "dagnn.BatchNorm").outputs[0]) for c in convs}
+            shortcut = next((c for c in convs if [x.type for x in after[c.name]] == ["dagnn.Sum"]), None)
+            if shortcut is None:
+                walk.fail(f"cannot tell the shortcut conv among {[c.name for c in convs]} reading {var}")
+            walk.conv(shortcut, f"{unit}.downsample.0", bias=False)
+            walk.batchnorm(walk.next(shortcut.outputs[0], "dagnn.BatchNorm"), f"{unit}.downsample.1")
+        x = var
+        branch = [c for c in convs if c is not shortcut][0]
+        convs_of_unit = []
+        for k in (1, 2, 3):
+            layer = branch if k == 1 else walk.next(x, "dagnn.Conv")
+            walk.conv(layer, f"{unit}.conv{k}", bias=False)
+            bn = walk.next(layer.outputs[0], "dagnn.BatchNorm")
+            walk.batchnorm(bn, f"{unit}.bn{k}")
+            convs_of_unit.append(layer)
+            x = bn.outputs[0] if k == 3 else walk.next(bn.outputs[0], "dagnn.ReLU").outputs[0]
+        total = walk.next(x, "dagnn.Sum")
+        other = var if shortcut is None else walk.next(shortcut.outputs[0], "dagnn.BatchNorm").outputs[0]
+        if set(total.inputs) != {x, other}:
+            walk.fail(f"sum {total.name} does not add the two branches of the unit reading {var}")
+        if shortcut is not None and stage > 1:
+            in_1x1 = stride_of(convs_of_unit[0]) == 2
+            if stride_in_1x1 is not None and in_1x1 != stride_in_1x1:
+                walk.fail("stages place their stride on different convs")
+            stride_in_1x1 = in_1x1
+        var = walk.next(total.outputs[0], "dagnn.ReLU").outputs[0]
+        counts[-1] += 1
+    levels[stage] = var
+    depth = next((name for name, blocks in RESNET_BLOCKS.items() if tuple(counts) == blocks), None)
+    if depth is None:
+        walk.fail(f"ResNet with {counts} units per stage is not ResNet-50/101/152")
+    return ResNetFound(depth, width, bool(stride_in_1x1), levels, starts[0])
+
+
+def imagenet_backbone_state(path: Path, depth: str | None = None) -> dict[str, torch.Tensor]:
+    """Backbone state dict (torchvision names) from MatConvNet's `imagenet-resnet-<depth>-dag.mat`,
+    checked against the file's own graph on a random input (pool5 / fc1000 / prob are not used)."""
+    dag = fix_padding_resnet(read_imagenet_dagnn(path))  # as the authors load it
+    walk = Walk(dag)
+    found = walk_resnet(walk)
+    if depth is not None and found.depth != depth:
+        raise ConversionError(f"{path}: the file holds a {found.depth}, the model needs a {depth}")
+    if not found.stride_in_1x1:
+        raise ConversionError(f"{path}: this ResNet strides in its 3x3 convs; MatConvNet's MSRA ResNets stride in "
+                              f"the first 1x1 conv")
+    backbone = ResNetBackbone(found.depth, "msra", found.width).eval()
+    _load_strict(backbone, walk, exempt=_classifier_params(dag))
+    x = torch.randn(1, 3, *SELF_CHECK_SIZE, generator=torch.Generator().manual_seed(0))
+    theirs = run_dagnn(dag, {found.input_var: x}, wanted=[found.level_vars[4]])[found.level_vars[4]]
+    with torch.inference_mode():
+        ours = backbone(x)[3]
+    _agree(ours, theirs, str(path))
+    return {k: v for k, v in walk.state.items()}
+
+
+def _classifier_params(dag: DagNN) -> set[str]:
+    """Parameters of the ImageNet classifier (fc1000 after pool5), which a backbone does not use."""
+    return {p for layer in dag.layers if layer.type == "dagnn.Conv" and any(
+        (dag.producer(v) is not None and dag.producer(v).type == "dagnn.Pooling"
+         and str(dag.producer(v).block.get("method", "")) == "avg") for v in layer.inputs) for p in layer.params}
+
+
+# ---------------------------------------------------------------------------------------------
+# The refine group
+
+
+@dataclass
+class RefineFound:
+    features: int
+    top_features: int
+    pooling_blocks: int
+    pool_order: str
+    input_levels: dict[str, int]  # the refine group's input variable -> ResNet block m
+    adapt_rcus: list[int] = field(default_factory=list)
+    output_rcus: list[int] = field(default_factory=list)
+
+
+def rcu(walk: Walk, var: str, ours: str) -> str | None:
+    """Map the residual conv unit starting at `var` onto `ours` (conv1 with bias, conv2 without); its
+    output variable, or None when `var` does not start an RCU."""
+    kinds = sorted(c.type for c in walk.consumers(var))
+    if kinds != ["dagnn.ReLU", "dagnn.Sum"]:
+        return None
+    first = walk.next(walk.next(var, "dagnn.ReLU").outputs[0], "dagnn.Conv")
+    second = walk.next(walk.next(first.outputs[0], "dagnn.ReLU").outputs[0], "dagnn.Conv")
+    total = walk.next(var, "dagnn.Sum")
+    if set(total.inputs) != {var, second.outputs[0]}:
+        return None
+    walk.conv(first, f"{ours}.conv1", bias=True)
+    walk.conv(second, f"{ours}.conv2", bias=False)
+    return total.outputs[0]
+
+
+def rcus(walk: Walk, var: str, ours: str) -> tuple[str, int]:
+    count = 0
+    while (out := rcu(walk, var, f"{ours}.{count}")) is not None:
+        var, count = out, count + 1
+    return var, count
+
+
+def chained_pooling(walk: Walk, var: str, ours: str) -> tuple[str, int, str | None]:
+    """Map a chained residual pooling block (gen_network_pool_block.m) reading `var`: (output, blocks, order)."""
+    readers = walk.consumers(var)
+    if [c.type for c in readers] != ["dagnn.ReLU"]:
+        return var, 0, None  # use_chained_pool = false: no block at all
+    top = readers[0].outputs[0]
+    joint = walk.next(top, "My_sum_layer")
+    count, order = 0, None
+    while True:
+        nxt = [c for c in walk.consumers(top) if c.type in ("dagnn.Pooling", "dagnn.Conv")]
+        if not nxt:
+            break
+        first = nxt[0]
+        step = "pool_conv" if first.type == "dagnn.Pooling" else "conv_pool"
+        if order not in (None, step):
+            walk.fail(f"chained pooling after {var} mixes pool-then-conv and conv-then-pool")
+        order = step
+        second = walk.next(first.outputs[0], "dagnn.Conv" if step == "pool_conv" else "dagnn.Pooling")
+        walk.conv(first if step == "conv_pool" else second, f"{ours}.convs.{count}", bias=False)
+        top, count = second.outputs[0], count + 1
+        if top not in joint.inputs:
+            walk.fail(f"pooling output {top} is not summed by {joint.name}")
+    if len(joint.inputs) != count + 1:
+        walk.fail(f"{joint.name} sums {len(joint.inputs)} inputs; the chain has {count} blocks")
+    return joint.outputs[0], count, order
+
+
+def walk_refine(walk: Walk, level_of_input: dict[str, int]) -> RefineFound:
+    """Map the refine group: per input path a dimred conv and its RCUs, then one RefineNet block per
+    path, coarsest first, each fusing the previous block's output (4-cascaded, one feature net)."""
+    order = sorted(level_of_input, key=lambda v: -level_of_input[v])  # ResNet block 4 first: RefineNet-4
+    adapted, adapt_counts, widths = {}, [], {}
+    for i, var in enumerate(order):
+        dimred = walk.next(var, "dagnn.Conv")
+        walk.conv(dimred, f"dimred.{i}", bias=False)
+        widths[level_of_input[var]] = int(walk.state[f"dimred.{i}.weight"].shape[0])
+        adapted[var], n = rcus(walk, dimred.outputs[0], f"blocks.{i}.adapt.0" if i == 0 else f"blocks.{i}.adapt.1")
+        adapt_counts.append(n)
+    previous, pool_counts, orders, output_counts = None, [], set(), []
+    for i, var in enumerate(order):
+        if previous is None:
+            fused = adapted[var]
+        else:
+            convs = [walk.next(previous, "dagnn.Conv"), walk.next(adapted[var], "dagnn.Conv")]
+            for j, layer in enumerate(convs):
+                walk.conv(layer, f"blocks.{i}.fusion.convs.{j}", bias=False)
+            joint = walk.next(convs[0].outputs[0], "My_sum_layer")
+            if set(joint.inputs) != {c.outputs[0] for c in convs}:
+                walk.fail(f"fusion {joint.name} does not sum the paths of block {i + 1}")
+            fused = joint.outputs[0]
+        pooled, count, pool_order = chained_pooling(walk, fused, f"blocks.{i}.pool")
+        pool_counts.append(count)
+        orders |= {pool_order} - {None}
+        previous, n = rcus(walk, pooled, f"blocks.{i}.output")
+        output_counts.append(n)
+    if len(set(pool_counts)) != 1 or len(orders) > 1:
+        walk.fail(f"blocks differ in chained pooling: {pool_counts} blocks, orders {sorted(orders)}")
+    if walk.dag.output_vars() != [previous]:
+        walk.fail(f"the refine group ends at {walk.dag.output_vars()}, the blocks at {previous}")
+    others = [widths[m] for m in widths if m != 4]
+    return RefineFound(others[0] if others else widths[4], widths[4], pool_counts[0],
+                       orders.pop() if orders else "pool_conv", dict(level_of_input), adapt_counts, output_counts)
+
+
+# ---------------------------------------------------------------------------------------------
+# The trained model
+
+
+def dataset_of_file(path: Path) -> str | None:
+    match = FILE_PATTERN.search(Path(path).name)
+    return FILE_DATASETS.get(match[2]) if match else None
+
+
+@dataclass
+class Conversion:
+    model: RefineNet
+    checkpoint: dict
+    found: dict
+
+
+def _load_strict(module: torch.nn.Module, walk: Walk, exempt: set[str] = frozenset(), prefix: str = "") -> None:
+    """Load `walk.state` into `module`: every parameter of ours set, every one of theirs used, shapes equal."""
+    ours = {k for k in module.state_dict() if not k.endswith("num_batches_tracked")}
+    unset = sorted(ours - set(walk.state))
+    used = set(walk.theirs.values())
+    unused = sorted(set(walk.dag.params) - used - set(exempt))
+    if unset or unused:
+        raise ConversionError(f"{walk.dag.source}: ours left unset: {', '.join(unset[:4]) or 'none'}"
+                              f"{' ...' if len(unset) > 4 else ''}; theirs unused: {', '.join(unused[:4]) or 'none'}"
+                              f"{' ...' if len(unused) > 4 else ''}")
+    target = module.state_dict()
+    for name, value in walk.state.items():
+        if tuple(target[name].shape) != tuple(value.shape):
+            raise ConversionError(f"{walk.dag.source}: {walk.theirs[name]} has shape {tuple(value.shape)}, "
+                                  f"ours {name} {tuple(target[name].shape)}")
+    module.load_state_dict({**{k: v for k, v in target.items() if k.endswith("num_batches_tracked")}, **walk.state},
+                           strict=True)
+
+
+def _agree(ours: torch.Tensor, theirs: torch.Tensor, source: str) -> dict:
+    if ours.shape != theirs.shape:
+        raise ConversionError(f"{source}: self-check failed: our output {tuple(ours.shape)}, the file's graph "
+                              f"{tuple(theirs.shape)}")
+    diff = float((ours - theirs).abs().max())
+    scale = float(theirs.abs().max())
+    result = {"max_abs_diff": diff, "max_abs_reference": scale, "relative": diff / max(scale, 1e-12),
+              "tolerance": SELF_CHECK_TOLERANCE, "input_shape": list(theirs.shape[:1]) + [3, *SELF_CHECK_SIZE]}
+    if not result["relative"] <= SELF_CHECK_TOLERANCE:
+        raise ConversionError(f"{source}: self-check failed: converted model and the file's own graph differ by "
+                              f"{diff:.3g} (relative {result['relative']:.3g} > {SELF_CHECK_TOLERANCE})")
+    return result
+
+
+def _feature_net(file: TrainedRefineNetFile, walk: Walk) -> tuple[ResNetFound, dict[int, str]]:
+    """Map the feature net; its output variables by ResNet block (each a DropOut or copy of a level)."""
+    if any(name.startswith("featnet_") and name != "featnet_1" for name in file.dags):
+        raise ConversionError(f"{file.path}: more than one feature net (a multi-scale RefineNet); only the "
+                              f"single-ResNet nets of the released models are supported")
+    found = walk_resnet(walk, prefix="backbones.0.")
+    outputs = {}
+    for var in walk.dag.output_vars():
+        layer = walk.dag.producer(var)
+        level = next((m for m, v in found.level_vars.items() if layer is not None and layer.inputs == (v,)), None)
+        if level is None:
+            walk.fail(f"feature-net output {var} is not a copy or dropout of a ResNet block's output")
+        outputs[level] = var
+    return found, outputs
+
+
+def _refine_inputs(walk: Walk, width: int) -> dict[str, int]:
+    """Each refine-group input -> the ResNet block whose channel count its first conv takes."""
+    levels = {}
+    for var in walk.dag.input_vars():
+        first = walk.next(var, "dagnn.Conv")
+        cin = int(np.asarray(walk.dag.param(first.params[0])).shape[2])
+        match = [m for m in (1, 2, 3, 4) if resnet_channels(m, width) == cin]
+        if not match:
+            walk.fail(f"input {var} has {cin} channels, which no ResNet block of width {width} gives")
+        levels[var] = match[0]
+    if sorted(levels.values()) != [1, 2, 3, 4]:
+        walk.fail(f"the refine group's inputs take ResNet blocks {sorted(levels.values())}, expected one path per "
+                  f"block 1-4 (4-cascaded)")
+    return levels
+
+
+def _classifier(file: TrainedRefineNetFile, dataset: str) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The loss group's classifier, its outputs reordered so that a void output comes last."""
+    from refinenet.data import dataset_info
+
+    conv = [layer for layer in file.loss_layers if layer.get("type") == "conv"]
+    if len(conv) != 1:
+        raise ConversionError(f"{file.path}: the loss group has {len(conv)} convs, expected one classifier")
+    weight, bias = filters_to_torch(conv[0]["filters"]), vector_to_torch(conv[0]["biases"])
+    classes = dataset_info(dataset).num_classes
+    void = VOID_CHANNEL[dataset]
+    expected = classes + (1 if void else 0)
+    if weight.shape[0] != expected:
+        raise ConversionError(f"{file.path}: the classifier has {weight.shape[0]} outputs; {dataset} has {classes} "
+                              f"classes{' and a void output' if void else ''} ({expected} expected)")
+    order = list(range(1, expected)) + [0] if void == "first" else list(range(expected))
+    return weight[order].contiguous(), bias[order].contiguous(), order
+
+
+def _check_released_layout(file: TrainedRefineNetFile, refine: RefineFound) -> None:
+    if refine.adapt_rcus != [2] * 4 or refine.output_rcus != [3] * 4:
+        raise ConversionError(f"{file.path}: RCUs per input path {refine.adapt_rcus} and per block output "
+                              f"{refine.output_rcus}; the released layout (gen_refine_config_basic) has 2 and 3")
+
+
+def convert_trained(path: Path, dataset: str | None = None) -> Conversion:
+    """Read `refinenet_res*_<dataset>.mat`, map it onto a RefineNet and self-check the result."""
+    path = Path(path)
+    dataset = dataset or dataset_of_file(path)
+    if dataset not in VOID_CHANNEL:
+        raise ConversionError(f"{path}: cannot tell the dataset from the file name (expected "
+                              f"refinenet_res<depth>_<{'|'.join(FILE_DATASETS)}>.mat); give --dataset")
+    file = read_trained_refinenet(path)
+    feat, refine_walk = Walk(file.dags["featnet_1"]), Walk(file.dags["refinenets"])
+    found, feat_outputs = _feature_net(file, feat)
+    levels = _refine_inputs(refine_walk, found.width)
+    refine = walk_refine(refine_walk, levels)
+    _check_released_layout(file, refine)
+    weight, bias, order = _classifier(file, dataset)
+    config = RefineNetConfig(
+        num_classes=weight.shape[0], backbone=found.depth, variant="4-cascaded", pooling_blocks=refine.pooling_blocks,
+        block_layout="released", pool_order=refine.pool_order, features=refine.features,
+        top_features=refine.top_features, resnet_form="msra" if found.stride_in_1x1 else "torchvision",
+        resnet_width=found.width, fusion_upsample="matlab_bicubic", new_layer_init="pytorch")
+    with torch.device("meta"):  # no random init of ~100M parameters that are overwritten anyway
+        model = RefineNet(config)
+    state = {**feat.state, **refine_walk.state, "classifier.weight": weight, "classifier.bias": bias}
+    _check_complete(model, state, [feat, refine_walk], file)
+    model.load_state_dict(state, strict=True, assign=True)
+    model.eval()
+    check = self_check(model, file, found, feat_outputs, levels, order)
+    found_info = {"depth": found.depth, "width": found.width, "stride_in_1x1": found.stride_in_1x1,
+                  **{k: v for k, v in asdict(refine).items() if k != "input_levels"}}
+    checkpoint = {
+        "format": CONVERTED_FORMAT, "model_config": asdict(config), "model": model.state_dict(), "dataset": dataset,
+        "void_channel": VOID_CHANNEL[dataset] is not None, "output_order": order,
+        "preprocess": {"mean_255": list(AUTHORS_MEAN_255), "std_255": list(AUTHORS_STD_255),
+                       "input_scale": file.input_scales[0], "resize": "matlab_bicubic", "short_edge_clamp": True},
+        "self_check": check, "found": found_info, "source": {"file": path.name, "groups": file.group_names},
+    }
+    return Conversion(model, checkpoint, found_info)
+
+
+def _check_complete(model: RefineNet, state: dict, walks: list[Walk], file: TrainedRefineNetFile) -> None:
+    """Every parameter of ours set and every parameter of theirs used (else nothing is loaded)."""
+    buffers = {k for k in model.state_dict() if k.endswith("num_batches_tracked")}
+    for key in buffers:
+        state[key] = torch.zeros((), dtype=torch.long)
+    unset = sorted(set(model.state_dict()) - set(state))
+    unused = sorted(f"{w.dag.source.rsplit('group ', 1)[-1]}/{p}" for w in walks
+                    for p in set(w.dag.params) - set(w.theirs.values()))
+    if unset or unused:
+        raise ConversionError(f"{file.path}: ours left unset: {', '.join(unset[:4]) or 'none'}"
+                              f"{' ...' if len(unset) > 4 else ''}; theirs unused: {', '.join(unused[:4]) or 'none'}"
+                              f"{' ...' if len(unused) > 4 else ''}")
+    target = model.state_dict()
+    for name, value in state.items():
+        if tuple(target[name].shape) != tuple(value.shape):
+            raise ConversionError(f"{file.path}: {name} has shape {tuple(target[name].shape)} in our model, "
+                                  f"{tuple(value.shape)} in the file")
+
+
+def self_check(model: RefineNet, file: TrainedRefineNetFile, found: ResNetFound, feat_outputs: dict[int, str],
+               levels: dict[str, int], order: list[int]) -> dict:
+    """Our model and the file's own graph (featnet -> refinenets -> loss group) on one random input."""
+    x = torch.randn(1, 3, *SELF_CHECK_SIZE, generator=torch.Generator().manual_seed(0))
+    features = run_dagnn(file.dags["featnet_1"], {found.input_var: x})
+    refined = run_dagnn(file.dags["refinenets"], {var: features[feat_outputs[m]] for var, m in levels.items()})
+    theirs = run_simplenn(file.loss_layers, next(iter(refined.values())), str(file.path))[:, order]
+    with torch.inference_mode():
+        ours = model(x, upsample=False)
+    return _agree(ours, theirs, str(file.path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Files: convert once, cache by the source's SHA-256
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_file(src: Path, out: Path, dataset: str | None = None) -> dict:
+    """Convert `src` and write the checkpoint to `out` atomically (nothing is written on any error);
+    returns the checkpoint's description (without the weights)."""
+    src = Path(src)
+    sha = file_sha256(src) if src.is_file() else None
+    conversion = convert_trained(src, dataset)
+    checkpoint = conversion.checkpoint
+    checkpoint["source"].update({"sha256": sha, "bytes": src.stat().st_size})
+    torch_save_atomic(checkpoint, Path(out))
+    return {k: v for k, v in checkpoint.items() if k != "model"}
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("REFINENET_CACHE", Path.home() / ".cache" / "refinenet")) / "converted"
+
+
+def cached_conversion(src: Path, cache_dir: Path | None = None, dataset: str | None = None) -> Path:
+    """The converted checkpoint of `src`, converting it the first time (keyed by the file's SHA-256)."""
+    src = Path(src)
+    if not src.is_file():
+        raise ConversionError(f"{src} does not exist")
+    target = Path(cache_dir or default_cache_dir()) / f"{file_sha256(src)}.pt"
+    if not target.is_file() or not target.with_suffix(".json").is_file():
+        info = convert_file(src, target, dataset)
+        write_text_atomic(target.with_suffix(".json"), json.dumps(info, indent=1, default=str))
+    return target
+
+
+def conversion_info(converted: Path) -> dict:
+    """What `cached_conversion` recorded of a conversion: source file and SHA-256, what was found, self-check."""
+    return json.loads(Path(converted).with_suffix(".json").read_text())
+
+
+def describe(info: dict) -> str:
+    check, found = info["self_check"], info["found"]
+    return (f"{info['source']['file']} (sha256 {str(info['source'].get('sha256'))[:16]}...): RefineNet-"
+            f"{found['depth'][6:]} for {info['dataset']}, {info['model_config']['num_classes']} outputs"
+            f"{' (void last)' if info['void_channel'] else ''}, {found['pooling_blocks']} pooling blocks "
+            f"({found['pool_order']}), input scale {info['preprocess']['input_scale']}; self-check: max |difference| "
+            f"{check['max_abs_diff']:.3g} of max |score| {check['max_abs_reference']:.3g} (relative "
+            f"{check['relative']:.2g}, limit {check['tolerance']:g})")
+
+
+def cmd_convert(args) -> int:
+    try:
+        info = convert_file(Path(args.src), Path(args.out), args.dataset)
+    except (MatConvNetError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: {describe(info)}")
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    convert = subparsers.add_parser(
+        "convert", help="convert the authors' MatConvNet RefineNet (refinenet_res*_*.mat) to a checkpoint",
+        description="Read refinenet_res{101,152}_<dataset>.mat (the authors' release, MATLAB v7.3), map it onto "
+                    "a RefineNet by its own graph, run both on one random input and write the checkpoint only if "
+                    "they agree. `refinenet evaluate --checkpoint` takes the result (or the .mat itself).")
+    convert.add_argument("src", help="refinenet_res<depth>_<dataset>.mat")
+    convert.add_argument("--out", required=True, help="the checkpoint to write (.pt)")
+    convert.add_argument("--dataset", choices=sorted(VOID_CHANNEL), default=None,
+                         help="the dataset the model was trained on (default: from the file name)")
+    convert.set_defaults(func=cmd_convert)
