@@ -35,16 +35,18 @@ from pathlib import Path
 
 from refinenet import data
 from refinenet.atomic import write_text_atomic
+from refinenet.backbones import is_matconvnet_file
 from refinenet.checkpoint import CHECKPOINT_NAME
 from refinenet.config import EvalConfig, TrainConfig, resolve
 from refinenet.data.common import LabelValueError, is_standin
 from refinenet.evaluate import evaluate, json_safe
 from refinenet.model import RefineNetConfig
-from refinenet.recipe import get_recipe
+from refinenet.recipe import recipe_for
 from refinenet.train import data_error_text, train
 from refinenet.utils import resolve_device
 
 STORE_FORMAT = 1  # bump when the meaning of stored entries changes
+LATER_MODEL_FIELDS = ("resnet_form", "resnet_width", "fusion_upsample")  # RefineNetConfig fields newer than format 1
 # TrainConfig fields that do not change the trained weights (bit-exact resume makes checkpointing one of them).
 TRAIN_MACHINERY = {"out", "data_root", "device", "workers", "resume", "progress", "preflight", "checkpoint_every",
                    "log_every", "eval_every", "val_split"}
@@ -125,11 +127,18 @@ def model_entry(store: Path, cfg: TrainConfig, profile: str, data_id: dict) -> E
     train_fields = {f.name: getattr(resolved, f.name) for f in dataclasses.fields(resolved)
                     if f.name not in TRAIN_MACHINERY}
     shared = {f.name for f in dataclasses.fields(RefineNetConfig)} & set(train_fields)
-    model = RefineNetConfig(num_classes=data.dataset_info(cfg.dataset).num_classes,
-                            **{name: train_fields[name] for name in shared})
+    options = {name: train_fields[name] for name in shared}
+    if is_matconvnet_file(resolved.backbone_weights):  # build_refinenet gives such a backbone the MSRA form
+        options["resnet_form"] = "msra"
+    model = RefineNetConfig(num_classes=data.dataset_info(cfg.dataset).num_classes, **options)
+    # model options added after the store's format 1 enter a key only where they differ from their default, so
+    # that models trained before them keep their keys
+    model_key = {k: v for k, v in dataclasses.asdict(model).items()
+                 if not (k in LATER_MODEL_FIELDS and v == getattr(RefineNetConfig, k))}
     key = {"format": STORE_FORMAT, "kind": "model", "profile": profile, "train": train_fields,
-           "recipe": {k: v for k, v in get_recipe(resolved.profile).to_dict().items() if k not in TRAIN_MACHINERY},
-           "model": dataclasses.asdict(model), "data": data_id}
+           "recipe": {k: v for k, v in recipe_for(resolved.profile, resolved.backbone_weights).to_dict().items()
+                      if k not in TRAIN_MACHINERY},
+           "model": model_key, "data": data_id}
     readable = (f"{cfg.dataset}-{resolved.backbone}-{resolved.variant}-pool{resolved.pooling_blocks}-{profile}"
                 f"-it{resolved.iterations}-seed{resolved.seed}")
     return entry(store, "models", readable, key)

@@ -14,6 +14,7 @@ Every field can be overridden from the command line (`refinenet train --lr ...`)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -190,6 +191,21 @@ def get_recipe(profile: str) -> PaperRecipe:
     if profile not in RECIPES:
         raise ValueError(f"unknown profile {profile!r}; profiles: {', '.join(RECIPES)}")
     return RECIPES[profile]
+
+
+# The authors' normalisation (main/my_get_batch_ds_info.m, `pre_process_img_net_input`): RGB in 0..255 minus
+# 128 on every channel, no division; written for our 0..1 images. Their ImageNet ResNets expect it.
+AUTHORS_MEAN = (128 / 255,) * 3
+AUTHORS_STD = (1 / 255,) * 3
+
+
+def recipe_for(profile: str, backbone_weights=None) -> PaperRecipe:
+    """The profile's recipe for a run; starting from the authors' MatConvNet ImageNet ResNet
+    (`imagenet-resnet-*-dag.mat`), the normalisation is theirs, which those weights were trained with."""
+    recipe = get_recipe(profile)
+    if isinstance(backbone_weights, str) and backbone_weights.lower().endswith(".mat"):
+        return dataclasses.replace(recipe, mean=AUTHORS_MEAN, std=AUTHORS_STD)
+    return recipe
 
 
 def default_pooling_blocks(dataset: str) -> int:

@@ -49,7 +49,7 @@ from refinenet.inference import rescale, scaled_size
 from refinenet.loss import segmentation_loss, training_scores
 from refinenet.model import RefineNet, build_refinenet
 from refinenet.preflight import check_splits
-from refinenet.recipe import get_recipe
+from refinenet.recipe import get_recipe, recipe_for
 from refinenet.utils import all_gather_object, all_reduce_mean, barrier, init_distributed, launch_rank
 
 
@@ -140,7 +140,7 @@ class Run:
             "device": str(self.device),
             "fast_path": self.fast_label,
             "precision": precision_name(self.fast.amp_dtype, self.device),
-            "recipe": get_recipe(self.cfg.profile).to_dict(),
+            "recipe": recipe_for(self.cfg.profile, self.cfg.backbone_weights).to_dict(),
             "model_config": self.model.config_dict(),
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -290,7 +290,7 @@ def restore(run: Run) -> None:
 
 def train_transform(run: Run) -> TrainTransform:
     """The run's augmentation: recipe's scale range and flip, the run's clamp, crop placement and padding."""
-    cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
+    cfg, recipe = run.cfg, recipe_for(run.cfg.profile, run.cfg.backbone_weights)
     return TrainTransform(cfg.crop_size, recipe.scale_range, recipe.mean, recipe.std, hflip=recipe.hflip,
                           short_edge=cfg.train_short_edge if cfg.short_edge_clamp else None,
                           class_balanced=cfg.class_balanced, pad=cfg.pad_crops,
@@ -299,7 +299,7 @@ def train_transform(run: Run) -> TrainTransform:
 
 def build_loader(run: Run) -> torch.utils.data.DataLoader:
     """Augmented batches from where the run stands: the sampler skips what this rank already consumed."""
-    cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
+    cfg, recipe = run.cfg, recipe_for(run.cfg.profile, run.cfg.backbone_weights)
     epochs = None
     if run.image_classes is not None:
         epochs = ClassBalancedEpochs(run.image_classes, run.train_set.info.num_classes, cfg.seed,
@@ -479,7 +479,7 @@ class TrainingLog:
 
 def validate(run: Run, log: TrainingLog) -> None:
     """Single-scale scores on the validation split: `out/val/metrics.json` and a line in the log."""
-    cfg, recipe = run.cfg, get_recipe(run.cfg.profile)
+    cfg, recipe = run.cfg, recipe_for(run.cfg.profile, run.cfg.backbone_weights)
     short_edge = run.val_set.info.test_short_edge if cfg.short_edge_clamp else None
     result = evaluate_dataset(run.model, run.val_set, run.device, mean=recipe.mean, std=recipe.std,
                               short_edge=short_edge, input_scale=cfg.input_scale, workers=cfg.workers,

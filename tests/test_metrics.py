@@ -118,3 +118,16 @@ def test_mean_iou_over_classes_present_in_the_ground_truth_leaves_out_predicted_
     assert m["miou"] == pytest.approx(1.5 / 3)
     assert m["miou_present"] == pytest.approx(1.5 / 2)
     assert math.isnan(ConfusionMatrix(2).compute()["miou_present"])
+
+
+def test_a_void_prediction_is_a_miss_for_its_class_and_a_hit_for_none():
+    # the authors' models have a void output (index 2 here, two classes): a pixel predicted void is wrong
+    target = torch.tensor([0, 0, 1, 1, 255])
+    pred = torch.tensor([0, 2, 1, 2, 2])
+    scores = ConfusionMatrix(2, void_prediction=True)
+    scores.update(pred, target)
+    result = scores.compute()
+    assert result["iou"] == [0.5, 0.5] and result["pixel_acc"] == 0.5 and result["pixels"] == 4
+    assert result["class_acc"] == [0.5, 0.5]
+    with pytest.raises(ValueError, match="predictions \\[0, 2\\)"):
+        ConfusionMatrix(2).update(pred, target)  # without a void output, 2 is no class
