@@ -8,6 +8,7 @@
     nox -s notebooks                  execute every notebook in notebooks/ in place
     nox -s lab                        open the result notebooks in JupyterLab (`-- --port 8890` passes through)
     nox -s bench                      efficiency benchmark -> results/efficiency.*
+    nox -s bench-convert              converting a full-size authors' model: time, peak memory -> results/conversion.*
     nox -s lint                       ruff
     nox -s dev                        .venv with refinenet and the dev tools
 
@@ -97,6 +98,13 @@ def bench(session: nox.Session) -> None:
     """Cost of RefineNet vs dilated ResNets, fast paths, memory-lean training (CPU about 20 min).
     Writes results/efficiency.{csv,png,md}; `nox -s bench -- --quick --out /tmp/bench` is a smoke test."""
     session.run(suite_python(session), "benchmarks/efficiency.py", *session.posargs, external=True)
+
+
+@nox.session(name="bench-convert", venv_backend="none")
+def bench_convert(session: nox.Session) -> None:
+    """Convert a full-size RefineNet-152 file in the authors' format: seconds and peak memory against the targets
+    (< 60 s, < 3x the file's size) -> results/conversion.{csv,md}; `-- --repeats 3 --out DIR` pass through."""
+    session.run(suite_python(session), "benchmarks/conversion.py", *session.posargs, external=True)
 
 
 @nox.session

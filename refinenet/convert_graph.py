@@ -53,7 +53,11 @@ class Walk:
         """Map a dagnn.Conv's filter (and bias) onto `ours`.weight (and .bias)."""
         if layer.type != "dagnn.Conv":
             self.fail(f"layer {layer.name} is {layer.type}, expected dagnn.Conv")
-        self.take(f"{ours}.weight", layer.params[0], filters_to_torch(self.dag.param(layer.params[0])))
+        weight = filters_to_torch(self.dag.param(layer.params[0]))
+        self.take(f"{ours}.weight", layer.params[0], weight)
+        # The file's array is read once: from now on the graph reads the same values through a view of ours
+        # (H x W x Cin x Cout again), so a converted model costs one copy of the weights, not two.
+        self.dag.params[layer.params[0]] = weight.permute(2, 3, 1, 0).numpy()
         has_bias = len(layer.params) > 1
         if bias is not None and has_bias != bias:
             self.fail(f"conv {layer.name} {'has' if has_bias else 'lacks'} a bias where ours "
