@@ -22,14 +22,39 @@ import os
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
-from torchvision.models.resnet import Bottleneck
 
 BACKBONES = ("resnet50", "resnet101", "resnet152")
 RESNET_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
 RESNET_FORMS = ("torchvision", "msra")
 RESNET_WIDTH = 64  # stem channels of every published ResNet
+
+
+class Bottleneck(nn.Module):
+    """The bottleneck unit, with torchvision's attribute names (`torchvision.models.resnet.Bottleneck`): 1x1,
+    3x3, 1x1 convs with batch norm, plus the shortcut. Ours, so that reading the authors' files needs no
+    torchvision (its import costs about 170 MB of memory, a third of a converted RefineNet-152)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 norm_layer=nn.BatchNorm2d):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = norm_layer(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = norm_layer(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
+        self.bn3 = norm_layer(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
 
 
 def resnet_channels(m: int, width: int = RESNET_WIDTH) -> int:
@@ -38,7 +63,7 @@ def resnet_channels(m: int, width: int = RESNET_WIDTH) -> int:
 
 
 def _bottleneck_stages(depth: str, width: int, msra: bool) -> tuple[nn.Module, nn.Module, list[nn.Sequential]]:
-    """conv1, bn1 and the four stages of a Bottleneck ResNet of any width, built from torchvision's blocks."""
+    """conv1, bn1 and the four stages of a Bottleneck ResNet of any width."""
     norm = functools.partial(nn.BatchNorm2d, eps=0.0) if msra else nn.BatchNorm2d
     conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=msra)
     stages, inplanes = [], width
@@ -64,6 +89,8 @@ class ResNetBackbone(nn.Module):
         if form not in RESNET_FORMS:
             raise ValueError(f"resnet_form must be one of {RESNET_FORMS}, got {form!r}")
         if form == "torchvision" and width == RESNET_WIDTH:
+            import torchvision
+
             resnet = getattr(torchvision.models, depth)(weights=None)  # torchvision's own init, unchanged
             self.conv1, self.bn1 = resnet.conv1, resnet.bn1
             self.layer1, self.layer2, self.layer3, self.layer4 = (resnet.layer1, resnet.layer2, resnet.layer3,
@@ -106,6 +133,8 @@ def backbone_state(depth: str, weights) -> dict:
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]
         return state
+    import torchvision
+
     enum = torchvision.models.get_model_weights(depth)
     if isinstance(weights, str):
         weights = enum.DEFAULT if weights == "DEFAULT" else enum[weights]

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from refinenet.convert import CONVERTED_FORMAT
 from refinenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from refinenet.model import RefineNet, RefineNetConfig
 from refinenet.released import RELEASED_INPUT_SCALE, RELEASED_SHORT_EDGE_CLAMP, load_released
 
 FORMAT = "refinenet-checkpoint-v1"
-CONVERTED_FORMAT = "refinenet-matconvnet-conversion/1"  # refinenet/convert.py writes it
 CHECKPOINT_NAME = "checkpoint.pt"
 
 

@@ -7,10 +7,6 @@ import importlib
 import platform
 import sys
 
-from refinenet.convert import add_commands as add_convert_commands
-from refinenet.data.cli import add_commands as add_data_commands
-from refinenet.engine_cli import add_commands as add_engine_commands
-
 
 def cmd_info(args: argparse.Namespace) -> int:
     import torch
@@ -50,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="version, torch and device, which optional parts import")
     info.set_defaults(func=cmd_info)
-    # Each area adds its own subcommands here.
+    # Each area adds its own subcommands here (imported here, so that `convert` can run without them).
+    from refinenet.convert import add_commands as add_convert_commands
+    from refinenet.data.cli import add_commands as add_data_commands
+    from refinenet.engine_cli import add_commands as add_engine_commands
+
     add_data_commands(sub)
     add_engine_commands(sub)
     add_convert_commands(sub)
@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["convert"]:  # without the other commands' imports: a conversion's memory is the weights'
+        from refinenet.convert import main as convert_main
+
+        return convert_main(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -111,7 +111,8 @@ class TrainConfig:
     new_layer_init: str | None = option(None, "layers outside the ResNet: gaussian = N(0, 0.01^2) weights and zero "
                                         "biases (released code), pytorch = PyTorch's default; default: the "
                                         "profile's", choices=NEW_LAYER_INITS)
-    backbone_weights: str | None = option(None, "IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT, a .pth path, or none "
+    backbone_weights: str | None = option(None, "IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT, a .pth path, the authors' "
+                                          "imagenet-resnet-<depth>-dag.mat (MSRA ResNet, their RGB - 128), or none "
                                           "(default: the profile's)")
     # recipe overrides
     crop_size: int | None = option(None)

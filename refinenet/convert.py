@@ -15,6 +15,7 @@ on its own) run on one random input; the conversion fails unless they agree.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -28,7 +29,6 @@ import torch
 
 from refinenet.atomic import torch_save_atomic, write_text_atomic
 from refinenet.backbones import ResNetBackbone, resnet_channels
-from refinenet.checkpoint import CONVERTED_FORMAT
 from refinenet.convert_graph import ConversionError, RefineFound, ResNetFound, Walk, walk_refine, walk_resnet
 from refinenet.matconvnet import (
     DagNN,
@@ -44,6 +44,7 @@ from refinenet.matconvnet import (
 )
 from refinenet.model import RefineNet, RefineNetConfig
 
+CONVERTED_FORMAT = "refinenet-matconvnet-conversion/1"  # refinenet.checkpoint.load_model reads it
 SELF_CHECK_TOLERANCE = 1e-3  # max |ours - theirs| / max |theirs| on the score map; float32 rounding is ~1e-6
 SELF_CHECK_SIZE = (160, 192)  # the random input (H, W): every ResNet level at least 5 x 6 pixels
 # The authors' file names (main/demo_predict_mscale_<dataset>.m) -> our dataset names.
@@ -317,14 +318,29 @@ def cmd_convert(args) -> int:
     return 0
 
 
-def add_commands(subparsers) -> None:
-    convert = subparsers.add_parser(
-        "convert", help="convert the authors' MatConvNet RefineNet (refinenet_res*_*.mat) to a checkpoint",
-        description="Read refinenet_res{101,152}_<dataset>.mat (the authors' release, MATLAB v7.3), map it onto "
-                    "a RefineNet by its own graph, run both on one random input and write the checkpoint only if "
-                    "they agree. `refinenet evaluate --checkpoint` takes the result (or the .mat itself).")
+CONVERT_HELP = "convert the authors' MatConvNet RefineNet (refinenet_res*_*.mat) to a checkpoint"
+CONVERT_DESCRIPTION = (
+    "Read refinenet_res{101,152}_<dataset>.mat (the authors' release, MATLAB v7.3), map it onto a RefineNet by "
+    "its own graph, run both on one random input and write the checkpoint only if they agree. `refinenet "
+    "evaluate --checkpoint` takes the result (or the .mat itself).")
+
+
+def add_arguments(convert) -> None:
     convert.add_argument("src", help="refinenet_res<depth>_<dataset>.mat")
     convert.add_argument("--out", required=True, help="the checkpoint to write (.pt)")
     convert.add_argument("--dataset", choices=sorted(VOID_CHANNEL), default=None,
                          help="the dataset the model was trained on (default: from the file name)")
     convert.set_defaults(func=cmd_convert)
+
+
+def main(argv: list[str]) -> int:
+    """`refinenet convert ...`, parsed on its own (refinenet/cli.py hands it over before importing the rest)."""
+    parser = argparse.ArgumentParser(prog="refinenet convert", description=CONVERT_DESCRIPTION)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def add_commands(subparsers) -> None:
+    add_arguments(subparsers.add_parser("convert", help=CONVERT_HELP, description=CONVERT_DESCRIPTION))
+

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from refinenet import checkpoint as ckpt_io
 from refinenet import data
 from refinenet.atomic import remove_stale_temps, torch_save_atomic, write_text_atomic
+from refinenet.backbones import Bottleneck
 from refinenet.checkpoint import CHECKPOINT_NAME, CheckpointError
 from refinenet.config import TrainConfig, resolve
 from refinenet.data.class_index import load_class_index
@@ -201,7 +202,7 @@ def zero_init_residual(model: nn.Module) -> None:
     """Zero the scale of every ResNet bottleneck's last batch norm: each residual block starts as the
     identity, which keeps a deep random-init network's activations and gradients tame (Goyal et al. 2017)."""
     for module in model.modules():
-        if isinstance(module, torchvision.models.resnet.Bottleneck):
+        if isinstance(module, (torchvision.models.resnet.Bottleneck, Bottleneck)):
             nn.init.zeros_(module.bn3.weight)
 
 

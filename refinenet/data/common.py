@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision import tv_tensors
 
 IGNORE_INDEX = 255
 
@@ -292,6 +291,8 @@ class SegmentationFiles(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         image, label = self.load(index)
+        from torchvision import tv_tensors  # imported on first item: reading class facts needs no torchvision
+
         image = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1).contiguous())
         label = tv_tensors.Mask(torch.from_numpy(label))
         if self.transform is not None:
