@@ -4,11 +4,13 @@
 * `local --jobs N`: the distinct models of the requested tables train as N parallel jobs on this machine
   through submitit's LocalExecutor; where GPUs exist each job gets its own (CUDA_VISIBLE_DEVICES), else
   `--threads-per-job` CPU threads (by default the cores shared out).
-* `slurm`: one submitit job per distinct model (`--partition`, `--gpus-per-job`, `--timeout-min`,
-  `--slurm-extra KEY=VALUE`). A job with several GPUs runs one process per GPU and trains with DDP: submitit
-  sets the variables torchrun would (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) and the engine takes its
-  torchrun path (refinenet/train.py). A job that is preempted or reaches its time limit is requeued by
-  submitit's checkpointing hook (`ModelJob.checkpoint`) and resumes from the model's last checkpoint.
+* `slurm`: one submitit job per distinct model (`--partition`, `--gpus-per-job`, `--cpus-per-task`, `--mem`,
+  `--timeout-min`, `--slurm-extra KEY=VALUE`). A job with several GPUs runs one process per GPU and trains
+  with DDP: submitit sets the variables torchrun would (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) and
+  the engine takes its torchrun path (refinenet/train.py). SIGUSR2 (the time limit near) and SIGTERM (a
+  requeue, preemption or scancel) stop training at the end of a step with a checkpoint; after SIGUSR2
+  submitit's hook (`ModelJob.checkpoint`) requeues the job, after SIGTERM SLURM does; the requeued job
+  resumes from that checkpoint.
 
 Each job trains one model into its store entry (benchmarks/store.py) and then evaluates every table row the
 model serves, so evaluation rows run as soon as their model is done. The driver keeps each job's id in the
@@ -86,8 +88,8 @@ class LaunchOptions:
     launcher: str = option("inline", "inline: train here, one model after another; local: --jobs parallel submitit "
                            "jobs on this machine; slurm: one submitit SLURM job per model", choices=LAUNCHERS)
     jobs: int = option(1, "local: models trained at once (one GPU each where GPUs exist)", type=positive_int)
-    threads_per_job: int | None = option(None, "local without GPUs: CPU threads per job (default: the cores shared "
-                                         "out among --jobs)")
+    threads_per_job: int | None = option(None, "local / slurm without GPUs: CPU threads per job (default: the "
+                                         "cores here shared out among --jobs)")
     partition: str | None = option(None, "slurm: the partition to submit to")
     gpus_per_job: int = option(1, "slurm: GPUs per job; more than one trains with DDP (one process per GPU)")
     cpus_per_task: int | None = option(None, "slurm: CPUs per task (#SBATCH --cpus-per-task); default: "
