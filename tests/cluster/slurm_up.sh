@@ -86,7 +86,8 @@ JobCompType=jobcomp/none
 MpiDefault=none
 ReturnToService=2
 JobRequeue=1
-KillWait=10
+# SLURM's default grace after SIGTERM: a training step under way ends and checkpoints before SIGKILL
+KillWait=30
 MinJobAge=300
 InactiveLimit=0
 SlurmdTimeout=60
