@@ -332,8 +332,9 @@ class Attached:
         return not pid_alive(int(self.job_id))
 
     def exception(self):
-        job = self.submitted or self.slurm
-        return job.exception() if job is not None else None
+        """The job's exception where this driver submitted it (submitit reads it from the job's result file).
+        Not for an earlier driver's job: submitit would wait on a state it may never see as final."""
+        return self.submitted.exception() if self.submitted is not None else None
 
     @property
     def log(self) -> str:

@@ -59,7 +59,7 @@ mariadb --no-defaults --socket="$STATE/mysql.sock" -uroot -e \
      GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'; FLUSH PRIVILEGES;"
 
 # Configuration. CgroupPlugin=disabled does not exist in 22.05: cgroup/v1 with proctrack/linuxproc and
-# task/none needs no cgroup hierarchy. cons_tres + CR_Core: a job gets the CPUs it asks for.
+# task/none needs no cgroup hierarchy. cons_tres + CR_Core_Memory: a job gets the CPUs and memory it asks for.
 cat > "$STATE/slurm.conf" <<CONF
 ClusterName=refinenet-test
 SlurmctldHost=$NODE(127.0.0.1)
@@ -78,6 +78,8 @@ TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+# as university clusters do: a job without --mem gets memory per CPU, not the whole node
+DefMemPerCPU=$(( MEM_MB / CPUS ))
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=1
 AccountingStorageType=accounting_storage/slurmdbd
