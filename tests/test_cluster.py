@@ -190,9 +190,13 @@ def test_sigterm_requeue_and_a_restarted_driver_finish_the_table_bit_identically
     print(f"requeued job finished {time.monotonic() - started:.0f} s after the requeue")
 
 
-def test_a_refused_partition_is_one_line_quoting_sbatch_and_leaves_no_entry(tmp_path, cache):
-    done = run(command(tmp_path, cache, "slurm", "--partition", "nosuchpartition"), timeout=120)
+@pytest.mark.parametrize(("more", "sbatch_says"), [
+    (("--partition", "nosuchpartition"), "invalid partition specified: nosuchpartition"),
+    (("--gpus-per-job", "1"), "Invalid generic resource (gres) specification"),  # a node without GPUs
+])
+def test_a_refused_submission_is_one_line_quoting_sbatch_and_leaves_no_entry(tmp_path, cache, more, sbatch_says):
+    done = run(command(tmp_path, cache, "slurm", *more), timeout=120)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr
-    assert '"invalid partition specified: nosuchpartition' in errors[0] and errors[0].endswith("no job was submitted")
+    assert f'"{sbatch_says}' in errors[0] and errors[0].endswith("no job was submitted")
     assert not list((tmp_path / "runs" / "models").glob("*"))
