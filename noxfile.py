@@ -10,6 +10,7 @@
     nox -s bench                      efficiency benchmark -> results/efficiency.*
     nox -s bench-convert              converting a full-size authors' model: time, peak memory -> results/conversion.*
     nox -s lint                       ruff
+    nox -s cluster-tests              the SLURM launcher against a single-node SLURM it starts (root, Debian)
     nox -s dev                        .venv with refinenet and the dev tools
 
 pip (not uv) installs everything, so the locally served torch / torchvision wheels are used. All
@@ -105,6 +106,43 @@ def bench_convert(session: nox.Session) -> None:
     """Convert a full-size RefineNet-152 file in the authors' format: seconds and peak memory against the targets
     (< 60 s, < 3x the file's size) -> results/conversion.{csv,md}; `-- --repeats 3 --out DIR` pass through."""
     session.run(suite_python(session), "benchmarks/conversion.py", *session.posargs, external=True)
+
+
+SLURM_PACKAGES = ("slurm-wlm", "slurmdbd", "munge", "mariadb-server")
+
+
+@nox.session(name="cluster-tests", venv_backend="none")
+def cluster_tests(session: nox.Session) -> None:
+    """tests/test_cluster.py against a real SLURM: installs Debian's slurm-wlm, slurmdbd, munge and mariadb-server
+    (apt, as root), starts a single-node cluster on 127.0.0.1 (tests/cluster/slurm_up.sh), runs the tests and
+    stops every daemon it started. Where the packages cannot be installed or the cluster cannot start, the
+    session is skipped saying why; a failing test fails it. Arguments go to pytest."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    python = suite_python(session)
+    missing = [tool for tool in ("slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd") if not shutil.which(tool)]
+    if missing:
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            session.skip(f"SLURM is not installed ({', '.join(missing)} missing) and apt-get as root is not available")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for step in (["apt-get", "update", "-qq"],
+                     ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *SLURM_PACKAGES]):
+            done = subprocess.run(step, env=env, capture_output=True, text=True)
+            if done.returncode:
+                session.skip(f"`{' '.join(step)}` failed: {(done.stderr or done.stdout).strip()[-500:]}")
+    state = Path(tempfile.mkdtemp(prefix="refinenet-slurm-"))
+    up = subprocess.run(["bash", "tests/cluster/slurm_up.sh", str(state)], capture_output=True, text=True)
+    try:
+        if up.returncode:
+            session.skip(f"the test cluster did not start: {(up.stderr or up.stdout).strip()[-800:]}")
+        session.log(up.stdout.strip())
+        session.run(python, "-m", "pytest", "tests/test_cluster.py", "-v", "-rs", *session.posargs, external=True,
+                    env={"SLURM_CONF": str(state / "slurm.conf"), "REFINENET_SLURM_TESTS": "1"})
+    finally:
+        subprocess.run(["bash", "tests/cluster/slurm_down.sh", str(state)], check=False)
 
 
 @nox.session

@@ -4,11 +4,13 @@
 * `local --jobs N`: the distinct models of the requested tables train as N parallel jobs on this machine
   through submitit's LocalExecutor; where GPUs exist each job gets its own (CUDA_VISIBLE_DEVICES), else
   `--threads-per-job` CPU threads (by default the cores shared out).
-* `slurm`: one submitit job per distinct model (`--partition`, `--gpus-per-job`, `--timeout-min`,
-  `--slurm-extra KEY=VALUE`). A job with several GPUs runs one process per GPU and trains with DDP: submitit
-  sets the variables torchrun would (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) and the engine takes its
-  torchrun path (refinenet/train.py). A job that is preempted or reaches its time limit is requeued by
-  submitit's checkpointing hook (`ModelJob.checkpoint`) and resumes from the model's last checkpoint.
+* `slurm`: one submitit job per distinct model (`--partition`, `--gpus-per-job`, `--cpus-per-task`, `--mem`,
+  `--timeout-min`, `--slurm-extra KEY=VALUE`). A job with several GPUs runs one process per GPU and trains
+  with DDP: submitit sets the variables torchrun would (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) and
+  the engine takes its torchrun path (refinenet/train.py). SIGUSR2 (the time limit near) and SIGTERM (a
+  requeue, preemption or scancel) stop training at the end of a step with a checkpoint; after SIGUSR2
+  submitit's hook (`ModelJob.checkpoint`) requeues the job, after SIGTERM SLURM does; the requeued job
+  resumes from that checkpoint.
 
 Each job trains one model into its store entry (benchmarks/store.py) and then evaluates every table row the
 model serves, so evaluation rows run as soon as their model is done. The driver keeps each job's id in the
@@ -19,9 +21,14 @@ finished, the tables are written from the store as the inline runner writes them
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
+import shutil
+import signal
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,16 +53,32 @@ from benchmarks.store import now
 from benchmarks.tables import TABLES
 from refinenet.atomic import write_text_atomic
 from refinenet.cli_options import option, positive_int
+from refinenet.train import TrainingStopped
 
 LAUNCHERS = ("inline", "local", "slurm")
 JOB_RECORD = "job.json"
 # SLURM states in which a job may still finish on its own
 SLURM_ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED",
-                "REQUEUE_HOLD", "REQUEUE_FED"}
+                "REQUEUE_HOLD", "REQUEUE_FED", "PREEMPTED"}
+# what sacct says of a job it has not recorded yet (just submitted) or cannot reach
+SLURM_UNKNOWN = {"UNKNOWN", "READY"}
 
 
 class JobFailedError(RuntimeError):
     """A job ended without its model's results; the message names each one and its log."""
+
+
+class SubmissionRefusedError(RuntimeError):
+    """The scheduler refused a job (partition, gres, account, QOS, time limit): the message quotes sbatch and
+    says which jobs were submitted before it (they stay recorded and keep running)."""
+
+
+class DriverInterrupted(Exception):
+    """Ctrl-C on the driver: `jobs` are the ids of the jobs still running, which keep running."""
+
+    def __init__(self, jobs: list[str]):
+        self.jobs = jobs
+        super().__init__(", ".join(jobs))
 
 
 @dataclass
@@ -65,10 +88,14 @@ class LaunchOptions:
     launcher: str = option("inline", "inline: train here, one model after another; local: --jobs parallel submitit "
                            "jobs on this machine; slurm: one submitit SLURM job per model", choices=LAUNCHERS)
     jobs: int = option(1, "local: models trained at once (one GPU each where GPUs exist)", type=positive_int)
-    threads_per_job: int | None = option(None, "local without GPUs: CPU threads per job (default: the cores shared "
-                                         "out among --jobs)")
+    threads_per_job: int | None = option(None, "local / slurm without GPUs: CPU threads per job (default: the "
+                                         "cores here shared out among --jobs)")
     partition: str | None = option(None, "slurm: the partition to submit to")
     gpus_per_job: int = option(1, "slurm: GPUs per job; more than one trains with DDP (one process per GPU)")
+    cpus_per_task: int | None = option(None, "slurm: CPUs per task (#SBATCH --cpus-per-task); default: "
+                                       "--threads-per-job (else the cores here shared out among --jobs) for CPU "
+                                       "jobs, --workers + 1 per GPU process for GPU jobs")
+    mem: str | None = option(None, "slurm: memory per node (#SBATCH --mem, e.g. 64G); default: the partition's")
     timeout_min: int = option(24 * 60, "local / slurm: a job's time limit in minutes; a job reaching it is requeued "
                               "and resumes from its last checkpoint")
     slurm_extra: Sequence[str] = option((), "slurm: more sbatch settings as KEY=VALUE (account=lab qos=high "
@@ -80,10 +107,34 @@ def driver_options(opts: RunOptions, launch: LaunchOptions) -> RunOptions:
     """The run options the driver keys the store with. SLURM jobs run elsewhere: `--device auto` would mean the
     driver's device, so it becomes the jobs' (cuda with --gpus-per-job > 0, else cpu)."""
     if launch.launcher == "slurm":
-        slurm_parameters(launch)  # a bad --slurm-extra fails before any work
+        slurm_parameters(launch, opts.workers)  # a bad --slurm-extra fails before any work
         if opts.device == "auto":
             return dataclasses.replace(opts, device="cuda" if launch.gpus_per_job > 0 else "cpu")
     return opts
+
+
+def job_threads(launch: LaunchOptions) -> int:
+    """CPU threads of a job without GPUs: --threads-per-job, else this machine's cores shared out."""
+    return launch.threads_per_job or max(1, (os.cpu_count() or 1) // launch.jobs)
+
+
+def cpus_per_task(launch: LaunchOptions, workers: int) -> int:
+    """The CPUs a SLURM task asks for: --cpus-per-task, else the job's threads (CPU jobs) or the data-loader
+    workers and one for the process itself (one task per GPU)."""
+    if launch.cpus_per_task:
+        return launch.cpus_per_task
+    return job_threads(launch) if launch.gpus_per_job == 0 else workers + 1
+
+
+def job_request(launch: LaunchOptions, workers: int) -> str:
+    """What one SLURM job asks for, in words (the plan prints it)."""
+    params = slurm_parameters(launch, workers)
+    tasks, cpus = params["ntasks_per_node"], params["cpus_per_task"]
+    parts = [f"{params.get('gpus_per_node', 0)} GPU", f"{tasks} task{'s' * (tasks > 1)} x {cpus} CPU",
+             f"mem {params.get('mem', 'partition default')}", f"time {params['time']} min",
+             f"partition {params.get('partition', 'default')}"]
+    extra = params.get("additional_parameters", {})
+    return ", ".join(parts + [f"{k}={v}" for k, v in extra.items()])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,8 +152,32 @@ class ModelJob:
     threads: int | None = None
 
     def __call__(self) -> dict:
+        done = self.work.entry.folder / "done.json"
+        if done.is_file() and self.evaluated(json.loads(done.read_text())):
+            return json.loads(done.read_text())  # a requeued copy of a job that finished: nothing to do
+        # SIGTERM (a requeue, preemption or scancel) ends the job at once: submitit ignores it, which kept the
+        # job training through the kill grace period. Inside the training loop SIGTERM and SIGUSR2 wait for
+        # the step to end and a checkpoint (refinenet.train.TrainingStopped).
+        previous = signal.signal(signal.SIGTERM, exit_on_signal)
         if self.threads:
             torch.set_num_threads(self.threads)
+        try:
+            return self.run()
+        except TrainingStopped as stopped:
+            if stopped.signum == signal.SIGUSR2:  # submitit's requeue, now that the checkpoint is written
+                requeue = signal.getsignal(signal.SIGUSR2)
+                if callable(requeue):
+                    requeue(stopped.signum, None)
+            raise SystemExit(128 + stopped.signum) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def evaluated(self, done: dict) -> bool:
+        store_dir = self.work.entry.folder.parents[1]
+        return all(row_evaluation(self.work, row, done, self.opts, store_dir)[0].folder.joinpath("result.json")
+                   .is_file() for _, row in self.work.rows)
+
+    def run(self) -> dict:
         if self.distributed:
             env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
             train_distributed(self.work, self.stamp)
@@ -118,6 +193,12 @@ class ModelJob:
         return submitit.helpers.DelayedSubmission(dataclasses.replace(self))
 
 
+def exit_on_signal(signum: int, frame) -> None:
+    print(f"{signal.Signals(signum).name}: leaving the job (the model resumes from its last checkpoint)",
+          file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
 def train_distributed(work: ModelWork, stamp: dict) -> None:
     """Every process trains (DDP); then the process group is closed so that rank 0 can evaluate alone."""
     store.trained_model(work.entry, work.cfg, stamp)
@@ -129,15 +210,18 @@ def train_distributed(work: ModelWork, stamp: dict) -> None:
 # Executors
 
 
-def slurm_parameters(launch: LaunchOptions) -> dict:
-    """submitit.SlurmExecutor parameters: one node, one task per GPU, the time limit, requeue on time-out."""
+def slurm_parameters(launch: LaunchOptions, workers: int = 0) -> dict:
+    """submitit.SlurmExecutor parameters: one node, one task per GPU with its CPUs, the time limit, requeue on
+    time-out; --slurm-extra last (it may override any of them)."""
     gpus = launch.gpus_per_job
-    params = {"nodes": 1, "ntasks_per_node": max(1, gpus), "time": launch.timeout_min, "signal_delay_s": 120,
-              "job_name": "refinenet"}
+    params = {"nodes": 1, "ntasks_per_node": max(1, gpus), "cpus_per_task": cpus_per_task(launch, workers),
+              "time": launch.timeout_min, "signal_delay_s": 120, "job_name": "refinenet"}
     if gpus > 0:
         params["gpus_per_node"] = gpus
     if launch.partition:
         params["partition"] = launch.partition
+    if launch.mem:
+        params["mem"] = launch.mem
     known = submitit.SlurmExecutor._valid_parameters()
     extra = {}
     for item in launch.slurm_extra:
@@ -155,10 +239,10 @@ def slurm_parameters(launch: LaunchOptions) -> dict:
     return params
 
 
-def slurm_executor(folder: Path, launch: LaunchOptions) -> submitit.SlurmExecutor:
+def slurm_executor(folder: Path, launch: LaunchOptions, workers: int = 0) -> submitit.SlurmExecutor:
     # time-outs requeue up to 20 times (each resumes from the last checkpoint); preemptions do not count
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=20)
-    executor.update_parameters(**slurm_parameters(launch))
+    executor.update_parameters(**slurm_parameters(launch, workers))
     return executor
 
 
@@ -230,21 +314,39 @@ def pid_alive(pid: int) -> bool:
 
 
 class Attached:
-    """A job started by an earlier driver, found through its job.json."""
+    """A job, found through its job.json: one an earlier driver started, or (`submitted`) this driver's."""
 
-    def __init__(self, record: dict):
-        self.record, self.job_id = record, record["job_id"]
+    def __init__(self, record: dict, submitted=None):
+        self.record, self.job_id, self.submitted = record, record["job_id"], submitted
         self.slurm = submitit.SlurmJob(folder=record["logs"], job_id=record["job_id"]) \
             if record["launcher"] == "slurm" else None
 
     def done(self) -> bool:
+        """Whether the scheduler says the job has ended (refresh_states first: this reads its cache)."""
         if self.slurm is not None:
-            return self.slurm.state.split()[0] not in SLURM_ACTIVE
+            state = self.slurm.watcher.get_state(self.job_id, mode="cache").split()[0]
+            # a job sacct does not know yet is still starting if this driver submitted it
+            return state not in SLURM_ACTIVE and not (self.submitted is not None and state in SLURM_UNKNOWN)
+        if self.submitted is not None:
+            return self.submitted.done()
         return not pid_alive(int(self.job_id))
+
+    def exception(self):
+        """The job's exception where this driver submitted it (submitit reads it from the job's result file).
+        Not for an earlier driver's job: submitit would wait on a state it may never see as final."""
+        return self.submitted.exception() if self.submitted is not None else None
 
     @property
     def log(self) -> str:
         return self.record.get("stderr", self.record["logs"])
+
+
+def refresh_states() -> None:
+    """Ask SLURM (one sacct call) for the state of every job this process follows. submitit's own refresh
+    slows to one call every 10 minutes on long jobs, which kept a finished job waiting (issue 22)."""
+    watcher = submitit.SlurmJob.watcher
+    if watcher._registered:  # noqa: SLF001 - no sacct call when no SLURM job is followed
+        watcher.update()
 
 
 def running_job(work: ModelWork, launcher: str) -> Attached | None:
@@ -253,6 +355,8 @@ def running_job(work: ModelWork, launcher: str) -> Attached | None:
     if record is None or record["launcher"] != launcher:
         return None
     job = Attached(record)
+    if job.slurm is not None:
+        refresh_states()
     return None if job.done() else job
 
 
@@ -285,47 +389,94 @@ def run_jobs(todo: list[ModelWork], session: Session, launch: LaunchOptions, sta
     local = launch.launcher == "local"
     gpus = torch.cuda.device_count() if local else 0
     slots = list(range(gpus))[:launch.jobs] if gpus else [None] * launch.jobs
-    threads = launch.threads_per_job or max(1, (os.cpu_count() or 1) // launch.jobs)
-    waiting, active, failures = list(todo), [], []
-    while waiting or active:
-        while waiting and (not local or slots):
-            work = waiting.pop(0)
-            slot = slots.pop(0) if local else None
-            job = running_job(work, launch.launcher)
-            if job is None:
-                job = submit(work, session, launch, stamp, slot, threads)
-                print(f"  submitted {work.entry.name}: job {job.job_id}, logs in {job.paths.folder}")
-            else:
-                print(f"  waiting for {work.entry.name}: job {job.job_id} is still running")
-            active.append((work, job, slot))
-        time.sleep(launch.poll_seconds)
-        still = []
-        for work, job, slot in active:
-            if not job.done():
-                still.append((work, job, slot))
-                continue
-            if local:
-                slots.append(slot)
-            if finished(work, session):
-                print(f"  done {work.entry.name}")
-            else:
-                failures.append(f"  {work.entry.name}: job {job.job_id}: {job_error(job)}")
-        active = still
+    threads = job_threads(launch)
+    waiting, active, failures, submitted = list(todo), [], [], []
+    try:
+        while waiting or active:
+            while waiting and (not local or slots):
+                work = waiting.pop(0)
+                slot = slots.pop(0) if local else None
+                job = running_job(work, launch.launcher)
+                if job is None:
+                    try:
+                        job = submit(work, session, launch, stamp, slot, threads)
+                    except SubmissionRefusedError as err:
+                        raise SubmissionRefusedError(f"{err}; {submitted_line(submitted)}") from None
+                    submitted.append(job.job_id)
+                    print(f"  submitted {work.entry.name}: job {job.job_id}, logs in {job.record['logs']}")
+                else:
+                    print(f"  waiting for {work.entry.name}: job {job.job_id} is still running")
+                active.append((work, job, slot))
+            time.sleep(launch.poll_seconds)
+            if launch.launcher == "slurm":
+                refresh_states()
+            active, ended = poll(active, session)
+            for work, job, slot in ended:
+                if local:
+                    slots.append(slot)
+                if finished(work, session):
+                    print(f"  done {work.entry.name}")
+                else:
+                    failures.append(f"  {work.entry.name}: job {job.job_id}: {job_error(job)}")
+    except KeyboardInterrupt:
+        raise DriverInterrupted([job.job_id for _, job, _ in active]) from None
     return failures
 
 
-def submit(work: ModelWork, session: Session, launch: LaunchOptions, stamp: dict, gpu: int | None, threads: int):
+def poll(active: list, session: Session) -> tuple[list, list]:
+    """(still running, ended) of the active jobs. A model whose results are in the store counts as ended
+    whatever the scheduler says (its accounting may lag)."""
+    still, ended = [], []
+    for item in active:
+        work, job, _ = item
+        (ended if finished(work, session) or job.done() else still).append(item)
+    return still, ended
+
+
+def submitted_line(submitted: list[str]) -> str:
+    if not submitted:
+        return "no job was submitted"
+    return (f"the {len(submitted)} job(s) submitted before it ({', '.join(submitted)}) keep running and are recorded: "
+            "the same command, with the settings fixed, attaches to them")
+
+
+def submit(work: ModelWork, session: Session, launch: LaunchOptions, stamp: dict, gpu: int | None,
+           threads: int) -> Attached:
+    """Submit `work`'s job and record it in job.json. A refused submission raises SubmissionRefusedError
+    quoting the scheduler and leaves nothing behind that this call made (folders, submission files)."""
+    entry_existed = work.entry.folder.exists()
     folder = work.entry.open() / "jobs"
+    jobs_existed = folder.exists()
+    before = set(folder.iterdir()) if jobs_existed else set()
     opts = dataclasses.replace(session.opts, fresh=False, progress=False)
     if launch.launcher == "slurm":
-        executor = slurm_executor(folder, launch)
+        executor = slurm_executor(folder, launch, session.opts.workers)
         job_fn = ModelJob(work, opts, stamp, distributed=launch.gpus_per_job > 1)
     else:
         executor = local_executor(folder, launch, gpu)
         job_fn = ModelJob(work, opts, stamp, threads=None if gpu is not None else threads)
-    job = executor.submit(job_fn)
+    try:
+        # submitit prints sbatch's error before raising it; the error line quotes it once
+        with contextlib.redirect_stderr(io.StringIO()):
+            job = executor.submit(job_fn)
+    except submitit.core.utils.FailedJobError as err:
+        if not entry_existed:
+            shutil.rmtree(work.entry.folder, ignore_errors=True)
+        elif not jobs_existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for path in set(folder.iterdir()) - before:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        raise SubmissionRefusedError(f"{launch.launcher}: the scheduler refused the job of {work.entry.name}: "
+                                     f"{scheduler_words(str(err))}") from None
     record_job(work, launch.launcher, job)
-    return job
+    return Attached(read_job(work), submitted=job)
+
+
+def scheduler_words(message: str) -> str:
+    """sbatch's error lines as one quoted line, without their repeated `sbatch: error: ` prefix."""
+    lines = [line.strip().removeprefix("sbatch: error: ").strip() for line in message.strip().splitlines()]
+    return '"' + "; ".join(line for line in lines if line) + '" (sbatch)'
 
 
 def job_error(job) -> str:

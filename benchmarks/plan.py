@@ -232,6 +232,8 @@ def plan_text(frame: pd.DataFrame) -> str:
         hours = "no estimate" if pd.isna(r.estimated_hours) else f"{r.estimated_hours:.2f} h"
         lines.append(f"{r.model_key}  it={r.iterations} crop={r.crop} batch={r.batch}  {hours}\n"
                      f"    serves {r.rows}")
+        if "slurm_request" in frame:
+            lines.append(f"    slurm job: {r.slurm_request}")
     known = frame["estimated_hours"].dropna()
     total = f"{known.sum():.1f} h" if len(known) else "no estimate"
     missing = len(frame) - len(known)
@@ -244,10 +246,15 @@ def plan_text(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def run_plan(tables: list[int], opts: RunOptions, plan_opts: PlanOptions) -> pd.DataFrame:
-    """Print the plan and write <results>/plan.csv; returns it."""
+def run_plan(tables: list[int], opts: RunOptions, plan_opts: PlanOptions, slurm=None) -> pd.DataFrame:
+    """Print the plan and write <results>/plan.csv; returns it. With `slurm` (launch.LaunchOptions of
+    `--launcher slurm`) every model's line and plan.csv's `slurm_request` say what its job asks for."""
     models = plan_models(tables, opts)
     frame = plan_frame(models, estimates(models, opts, plan_opts), opts)
+    if slurm is not None:
+        from benchmarks.launch import job_request  # the launcher is only needed for this column
+
+        frame["slurm_request"] = job_request(slurm, opts.workers)
     print(plan_text(frame))
     path = Path(opts.results) / "plan.csv"
     write_text_atomic(path, frame.to_csv(index=False))

@@ -57,18 +57,33 @@ RUN_ERRORS = (ValueError, OSError, TrainingDataError, NonFiniteLossError, Evalua
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return run(args)
+    except launch.DriverInterrupted as stopped:
+        jobs = f"the jobs still running ({stopped}) keep running" if stopped.jobs else "no job is running"
+        print(f"interrupted: {jobs}; the same command attaches to them, resubmits what is missing and writes "
+              "the tables", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted: finished models and evaluations are kept in the store; the same command resumes "
+              "from the last checkpoints", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
     opts = from_args(RunOptions, args)
     launch_opts = from_args(launch.LaunchOptions, args)
     tables = [t for t in args.targets if t != "released"]
     try:
         if args.plan:
-            plan.run_plan(tables, opts, from_args(plan.PlanOptions, args))
+            plan.run_plan(tables, opts, from_args(plan.PlanOptions, args),
+                          launch_opts if launch_opts.launcher == "slurm" else None)
             return 0
         opts = launch.driver_options(opts, launch_opts)
         session = Session.start(opts)
         if launch_opts.launcher != "inline" and opts.profile != "released":
             launch.train_models(tables, session, launch_opts)
-    except (ValueError, launch.JobFailedError) as err:
+    except (ValueError, launch.JobFailedError, launch.SubmissionRefusedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for target in args.targets:

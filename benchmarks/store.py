@@ -151,27 +151,54 @@ def is_trained(model: Entry) -> bool:
 
 def trained_model(model: Entry, cfg: TrainConfig, stamp: dict) -> dict:
     """Train the entry's model (resuming an interrupted run) unless it is done; returns its done.json record:
-    train_seconds (summed over interrupted sessions), iterations, amp, precision, and the code that trained it."""
+    train_seconds (summed over every session, killed ones included), iterations, amp, precision, and the code
+    that trained it."""
     folder = model.folder
     done = folder / "done.json"
     if is_trained(model):
         return json.loads(done.read_text())
     model.open()
-    spent_file = folder / "train_seconds.json"  # time of earlier, interrupted sessions
-    spent = json.loads(spent_file.read_text())["seconds"] if spent_file.is_file() else 0.0
+    sessions = TrainSeconds(folder / "train_seconds.json")
     cfg = dataclasses.replace(cfg, out=folder, resume=(folder / CHECKPOINT_NAME).is_file(), preflight=False)
-    start = time.perf_counter()
     try:
-        train(cfg)
+        train(cfg, on_iteration=sessions.tick)
     finally:
-        spent += time.perf_counter() - start
-        write_text_atomic(spent_file, json.dumps({"seconds": spent}))
+        sessions.save()
     config = json.loads((folder / "config.json").read_text())
-    record = {"train_seconds": round(spent, 1), "iterations": config["iterations"], "amp": config["amp"],
+    record = {"train_seconds": round(sessions.total, 1), "iterations": config["iterations"], "amp": config["amp"],
               "precision": config.get("precision", ""), "channels_last": config["channels_last"],
               "finished_at": now(), **stamp}
     write_text_atomic(done, json.dumps(record, indent=1) + "\n")
     return record
+
+
+class TrainSeconds:
+    """The training time of a model's sessions, in train_seconds.json. The current session's time is written
+    at its end and, so that a session killed without warning (SIGKILL, a node lost) still counts, at most
+    `every` seconds apart while it trains."""
+
+    def __init__(self, path: Path, every: float = 30.0):
+        self.path, self.every = path, every
+        self.earlier = self._read()
+        self.start = self.saved = time.perf_counter()
+
+    def _read(self) -> float:
+        try:
+            return float(json.loads(self.path.read_text())["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.0
+
+    @property
+    def total(self) -> float:
+        return self.earlier + time.perf_counter() - self.start
+
+    def tick(self, iteration: int | None = None) -> None:
+        if time.perf_counter() - self.saved >= self.every:
+            self.save()
+
+    def save(self) -> None:
+        self.saved = time.perf_counter()
+        write_text_atomic(self.path, json.dumps({"seconds": self.total}))
 
 
 # ---------------------------------------------------------------------------------------------

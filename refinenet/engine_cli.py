@@ -17,7 +17,7 @@ from refinenet.config import EvalConfig, PredictConfig, TrainConfig
 from refinenet.data.common import DatasetLayoutError, LabelValueError
 from refinenet.evaluate import evaluate, format_result
 from refinenet.predict import predict
-from refinenet.train import NonFiniteLossError, TrainingDataError, train
+from refinenet.train import NonFiniteLossError, TrainingDataError, TrainingStopped, train
 
 # The exceptions that mean a bad argument or input, reported without a traceback (a file that turns
 # unreadable mid-run included: TrainingDataError names it and the checkpoint kept).
@@ -46,6 +46,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except TrainingStopped as err:  # SIGTERM / SIGUSR2 (a requeue, preemption, time limit): checkpointed
+        print(f"stopped: {err}", file=sys.stderr)
+        return 128 + err.signum
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -13,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import platform
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -56,6 +59,20 @@ from refinenet.utils import all_gather_object, all_reduce_mean, barrier, init_di
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped and the last good checkpoint was kept."""
+
+
+class TrainingStopped(Exception):
+    """A stop signal arrived (SIGTERM: a requeue, preemption, scancel or time limit; SIGUSR2: SLURM's warning
+    before the time limit): the run wrote a checkpoint at the end of the step it was in and stopped."""
+
+    def __init__(self, signum: int, iteration: int, checkpoint: Path):
+        self.signum, self.iteration, self.checkpoint = signum, iteration, checkpoint
+        super().__init__(f"{signal.Signals(signum).name}: training stopped at iteration {iteration}; the checkpoint "
+                         f"{checkpoint} is kept and the same command (or --resume) continues from it")
+
+
+# Signals that end training at the next step boundary, after a checkpoint, rather than mid-step.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
 
 class TrainingDataError(RuntimeError):
@@ -243,9 +260,31 @@ def training_class_index(cfg: TrainConfig, train_set: SegmentationFiles, is_main
     return load_class_index(train_set, cache, progress=False)
 
 
+def slurm_cpus() -> int | None:
+    """The CPUs SLURM granted each task of this job (SLURM_CPUS_PER_TASK, set with --cpus-per-task), or None."""
+    value = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def fit_cpu_grant(cfg: TrainConfig, device: torch.device) -> TrainConfig:
+    """Inside a SLURM job, use the CPUs it was granted, no more: torch starts one thread per core of the node
+    otherwise, which on a 1-CPU grant ran about 20x slower than on 2 (issue 22). A CPU run computes on all of
+    them; a GPU process keeps one for itself and at most the rest for data-loader workers."""
+    cpus = slurm_cpus()
+    if cpus is None:
+        return cfg
+    if device.type == "cpu":
+        torch.set_num_threads(cpus)
+        return cfg
+    workers = min(cfg.workers, cpus - 1)
+    torch.set_num_threads(max(1, cpus - workers))
+    return replace(cfg, workers=workers)
+
+
 def build(cfg: TrainConfig) -> Run:
     """Join the torchrun processes (if any) and build data, model, optimizer, schedule and grad scaler."""
     rank, world, device = init_distributed(cfg.device)
+    cfg = fit_cpu_grant(cfg, device)
     fast, fast_label = run_fast_path(cfg, device, rank)
     cfg = replace(cfg, channels_last=fast.channels_last)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
@@ -438,11 +477,22 @@ class TrainingLog:
     def __init__(self, run: Run):
         self.run = run
         self.path = Path(run.cfg.out) / "log.jsonl" if run.is_main else None
+        logged = last_logged_iteration(self.path) if self.path else None
         if self.path:
             self.path.touch()
         self.bar = tqdm(total=run.total, initial=run.iteration, disable=not (run.is_main and run.cfg.progress),
                         unit="it", dynamic_ncols=True)
-        self.write({"iteration": run.iteration, "fast_path": run.fast_label, "precision": run.record["precision"]})
+        # Every session opens with a line saying where it starts and on what CPUs. A session that starts
+        # before iterations the log already holds (killed before it reached a checkpoint) says so: those
+        # lines were trained again, and the lines after this one replace them.
+        session = {"iteration": run.iteration, "session_start": time.time(), "fast_path": run.fast_label,
+                   "precision": run.record["precision"], "torch_threads": torch.get_num_threads(),
+                   "workers": run.cfg.workers, "slurm_cpus_per_task": slurm_cpus(),
+                   "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+        if logged is not None and logged > run.iteration:
+            session["restart"] = (f"iterations {run.iteration + 1}-{logged} logged above were not checkpointed "
+                                  f"and are trained again from iteration {run.iteration}")
+        self.write(session)
         self._new_window()
 
     def _new_window(self) -> None:
@@ -476,6 +526,48 @@ class TrainingLog:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def last_logged_iteration(path: Path) -> int | None:
+    """The last training iteration `log.jsonl` reports a loss for (None: no such line)."""
+    last = None
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if "loss" in record:
+                    last = record["iteration"]
+    return last
+
+
+@contextlib.contextmanager
+def stop_requests(signals=STOP_SIGNALS):
+    """While the training loop runs, each of `signals` asks it to stop at the end of the current step (after a
+    checkpoint); the list it yields holds the signals received. Outside the loop the handlers that were there
+    before answer (submitit's requeue on SIGUSR2, ...). Signal handlers can only be set in the main thread:
+    elsewhere nothing changes."""
+    requested: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = {s: signal.signal(s, lambda signum, frame: requested.append(signum)) for s in signals}
+    try:
+        yield requested
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def stop_requested(requested: list[int], world: int) -> int | None:
+    """The signal that stops the run at this step boundary, agreed by every process (one may have been
+    signalled a step before another: they must checkpoint at the same iteration)."""
+    signum = requested[0] if requested else 0
+    if world > 1:
+        flag = torch.tensor([signum], dtype=torch.float64,
+                            device="cuda" if torch.distributed.get_backend() == "nccl" else "cpu")
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        signum = int(flag.item())
+    return signum or None
 
 
 def validate(run: Run, log: TrainingLog) -> None:
@@ -528,16 +620,21 @@ def train(cfg: TrainConfig, *, on_iteration: Callable[[int], None] | None = None
     log = TrainingLog(run)
     run.ddp_model.train()
     try:
-        while run.iteration < run.total:
-            log.step(*train_one_step(run, batches))
-            if run.cfg.eval_every and run.val_set is not None and run.iteration % run.cfg.eval_every == 0 \
-                    and run.iteration < run.total:
-                validate(run, log)
-                run.ddp_model.train()
-            if run.iteration % run.cfg.checkpoint_every == 0 or run.iteration == run.total:
-                save_checkpoint(run)
-            if on_iteration is not None:
-                on_iteration(run.iteration)
+        with stop_requests() as requested:
+            while run.iteration < run.total:
+                log.step(*train_one_step(run, batches))
+                if run.cfg.eval_every and run.val_set is not None and run.iteration % run.cfg.eval_every == 0 \
+                        and run.iteration < run.total:
+                    validate(run, log)
+                    run.ddp_model.train()
+                signum = stop_requested(requested, run.world)
+                if run.iteration % run.cfg.checkpoint_every == 0 or run.iteration == run.total or signum:
+                    save_checkpoint(run)
+                if on_iteration is not None:
+                    on_iteration(run.iteration)
+                if signum:
+                    log.write({"iteration": run.iteration, "stopped_by": signal.Signals(signum).name})
+                    raise TrainingStopped(signum, run.iteration, run.checkpoint_path)
     finally:
         log.close()
     if run.val_set is not None:

@@ -70,7 +70,7 @@ def calls(monkeypatch):
 
     log = {"train": [], "evaluate": []}
 
-    def fake_train(cfg):
+    def fake_train(cfg, **_):
         log["train"].append(cfg)
         cfg.out.mkdir(parents=True, exist_ok=True)
         (cfg.out / "checkpoint.pt").write_bytes(b"weights")

@@ -60,7 +60,7 @@ def test_requeued_job_resumes_from_the_checkpoint_the_preempted_one_left(work, m
     work, session = work
     started = []
 
-    def preempted_train(cfg):
+    def preempted_train(cfg, **_):
         started.append(cfg.resume)
         cfg.out.mkdir(parents=True, exist_ok=True)
         if len(started) == 1:  # the first job writes a checkpoint, then SLURM stops it

@@ -180,7 +180,7 @@ def last_error_line_of_table9_single(opts, capsys) -> str:
 
 
 def test_a_file_going_bad_mid_training_ends_the_table_run_with_one_line(calls, monkeypatch, opts, capsys):
-    def broken(cfg):
+    def broken(cfg, **_):
         raise TrainingDataError("cannot read image /data/nyudv2/images/0001.png: truncated; training stopped, the "
                                 "last good checkpoint /r/checkpoint.pt (iteration 2) is kept")
 
@@ -191,7 +191,7 @@ def test_a_file_going_bad_mid_training_ends_the_table_run_with_one_line(calls, m
 
 
 def test_a_file_going_bad_mid_evaluation_ends_the_table_run_with_one_line(calls, monkeypatch, opts, capsys):
-    def broken(cfg):
+    def broken(cfg, **_):
         raise OSError("cannot read image /data/nyudv2/images/0007.png: image file is truncated")
 
     monkeypatch.setattr(store, "evaluate", broken)
