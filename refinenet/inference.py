@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from refinenet.data.transforms import short_edge_factor
+from refinenet.matconvnet import matlab_imresize
 
 # The released evaluation code's scale sets (guosheng/refinenet main/demo_predict_mscale_<dataset>.m).
 PAPER_SCALES = (0.4, 0.6, 0.8, 1.0, 1.2)
@@ -44,9 +45,7 @@ def rescale(x: torch.Tensor, size: tuple[int, int], method: str = "bilinear") ->
     if size == tuple(x.shape[-2:]):
         return x
     if method == "matlab_bicubic":
-        from bicubic_pytorch.core import imresize
-
-        return imresize(x, sizes=size, antialiasing=True)
+        return matlab_imresize(x, sizes=size)
     if method != "bilinear":
         raise ValueError(f"resize must be one of {RESIZE_METHODS}, got {method!r}")
     shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]

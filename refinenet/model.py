@@ -45,6 +45,7 @@ from refinenet.backbones import (
     load_backbone_weights,
     resnet_channels,
 )
+from refinenet.matconvnet import matlab_imresize
 
 BLOCK_LAYOUTS = ("released", "paper")  # see the module docstring
 POOL_ORDERS = ("pool_conv", "conv_pool")  # Fig. 3(d) and the checkpoints; the released training code's variant
@@ -81,10 +82,8 @@ FUSION_UPSAMPLES = ("bilinear", "matlab_bicubic")
 def matlab_upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """`my_resize.m` (its GPU path, the one the authors ran): MATLAB's `imresize(x, s)` with s the larger
     of the two size ratios (bicubic, output ceil(s x input)), then the top-left `size` crop."""
-    from bicubic_pytorch.core import imresize  # MATLAB-compatible imresize (symmetric borders)
-
     scale = max(size[0] / x.shape[-2], size[1] / x.shape[-1])
-    return imresize(x, scale=scale, antialiasing=True)[..., : size[0], : size[1]]
+    return matlab_imresize(x, scale=scale)[..., : size[0], : size[1]]
 
 
 def conv3x3(in_channels: int, out_channels: int, bias: bool) -> nn.Conv2d:
