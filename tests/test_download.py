@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,10 @@ def _published(source, served: Path) -> str | None:
     return _md5(served / source.file) if source.md5 and (served / source.file).is_file() else source.md5
 
 
+def _size(source, served: Path) -> int:
+    return (served / source.file).stat().st_size if (served / source.file).is_file() else source.size
+
+
 @pytest.fixture
 def table_for(monkeypatch):
     """Make the download table's published MD5s those of the served stand-in archives (their names unchanged), or
@@ -53,8 +59,8 @@ def table_for(monkeypatch):
         def table():
             out = {}
             for name, entry in real.items():
-                sources = tuple(dataclasses.replace(s, md5=_published(s, served) if md5 else None)
-                                for s in entry.sources)
+                sources = tuple(dataclasses.replace(s, md5=_published(s, served) if md5 else None,
+                                                    size=_size(s, served)) for s in entry.sources)
                 out[name] = dataclasses.replace(entry, sources=sources, disk=1000)
             return out
 
@@ -153,6 +159,27 @@ def test_http_404_and_a_network_down_give_one_error_line(tmp_path, capsys):
                  "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ADEChallengeData2016.zip from" in err[0] and "network failed 2 times" in err[0]
+
+
+def test_coco_zips_are_unpacked_and_read_as_shipped(tmp_path, table_for):
+    base = tmp_path / "standin"
+    data.write_standin("coco", base, train=2, val=1, size=(32, 40), seed=0)
+    served = tmp_path / "served"
+    served.mkdir()
+    for name, members in (("train2014.zip", ["train2014"]), ("val2014.zip", ["val2014"]),
+                          ("annotations_trainval2014.zip", ["annotations", STANDIN_MARKER])):
+        with zipfile.ZipFile(served / name, "w") as z:
+            for member in members:
+                for path in sorted([base / member, *(base / member).rglob("*")]):
+                    z.write(path, path.relative_to(base))
+    table_for(served)
+    root = tmp_path / "data"
+    with Mirror(served) as mirror:
+        assert main(["download", "coco", "--root", str(root), "--mirror", mirror.url, "--no-progress"]) == 0
+    assert len(data.load_dataset("coco", root / "coco", "train")) == 2
+    manifest = json.loads((root / "coco" / dl.MANIFEST).read_text())
+    assert [f["md5"] for f in manifest["files"]] == [None, None, None]  # cocodataset.org publishes none
+    assert all(len(f["sha256"]) == 64 for f in manifest["files"])
 
 
 def test_dry_run_lists_everything_and_writes_nothing(tmp_path, capsys):
