@@ -30,7 +30,6 @@ from pathlib import Path
 import submitit
 import torch
 
-from benchmarks import store
 from benchmarks.runner import (
     REPO,
     ModelWork,
@@ -41,6 +40,7 @@ from benchmarks.runner import (
     select_rows,
     table_models,
     train_and_evaluate,
+    trained_stages,
 )
 from benchmarks.store import now
 from benchmarks.tables import TABLES
@@ -120,7 +120,7 @@ class ModelJob:
 
 def train_distributed(work: ModelWork, stamp: dict) -> None:
     """Every process trains (DDP); then the process group is closed so that rank 0 can evaluate alone."""
-    store.trained_model(work.entry, work.cfg, stamp)
+    trained_stages(work, stamp)  # Table 4: the COCO stage first
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
