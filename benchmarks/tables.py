@@ -126,10 +126,11 @@ TABLES: dict[int, Table] = {
                      released="refinenet152_voc.pth.tar"),
              ), plot="per_class",
              note="Paper numbers are VOC test-server results; we measure on val and write the test-server files.",
-             remark="The paper's VOC models were trained on MS COCO first (Sec. 4.2); so are ours (a COCO stage, MS "
-                    "COCO 2014 train read as VOC's 21 classes, then VOC train_aug from its weights), with a COCO "
-                    "schedule the paper does not give (docs/protocol.md). --no-coco trains VOC from ImageNet weights "
-                    "only: those numbers are not what the paper's recipe is expected to reach."),
+             remark="The paper's VOC models were pre-trained on MS COCO (Sec. 4.2). Ours are too (a COCO stage, MS "
+                    "COCO 2014 train read as VOC's 21 classes, whose weights start VOC train_aug; its schedule is "
+                    "ours, the paper gives none) unless made with --no-coco: models whose key lacks -from-coco "
+                    "learned VOC from ImageNet weights only, and the paper's numbers are not what they are expected "
+                    "to reach."),
     5: Table(5, "Cityscapes test (mean IoU)",
              (Row("RefineNet-Res101", "cityscapes", "resnet101", paper={"method": "RefineNet-Res101"}),),
              note="Paper number is a Cityscapes test-server result; we measure on val and write the submission files."),
