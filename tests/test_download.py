@@ -210,3 +210,17 @@ def test_cityscapes_without_credentials_says_what_to_do(tmp_path, capsys, monkey
     assert main(["download", "cityscapes", "--root", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "CITYSCAPES_USERNAME" in err[0] and "csDownload" in err[0]
+
+
+def test_a_disk_that_fills_during_a_transfer_names_the_file_and_url(voc_mirror, table_for, tmp_path, capsys,
+                                                                    monkeypatch):
+    table_for(voc_mirror)
+    monkeypatch.setattr(dl, "check_disk", lambda root, entries: None)  # the check before the start passed...
+    monkeypatch.setattr(dl.shutil, "disk_usage", lambda path: type("u", (), {"free": 100})())  # ...then it filled
+    root = tmp_path / "data"
+    with Mirror(voc_mirror) as mirror:
+        assert main(["download", "voc2012", "--root", str(root), "--mirror", mirror.url, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: VOCtrainval_11-May-2012.tar from {mirror.url}/")
+    assert "disk is full" in err[0]
+    assert not (root / "voc2012").exists()

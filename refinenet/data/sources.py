@@ -54,7 +54,7 @@ def _voc(year: str) -> Source:
     entry = DATASET_YEAR_DICT[year]
     size = {"2012": 1_999_639_040, "2010": 1_325_465_600}[year]
     return Source(entry["filename"], entry["url"], size, entry["md5"], "torchvision.datasets.voc.DATASET_YEAR_DICT",
-                  note="torchvision's mirror of the official host host.robots.ox.ac.uk")
+                  note="torchvision's mirror of the official host host.robots.ox.ac.uk; size approximate")
 
 
 def _sbd() -> Source:
@@ -66,7 +66,8 @@ def _sbd() -> Source:
 
 def _pascal_context() -> Source:
     return Source("pascal-context-trainval.tar.gz", "https://cs.stanford.edu/~roozbeh/pascal-context/trainval.tar.gz",
-                  31 * MB, note="Mottaghi et al.'s page; served as trainval.tar.gz (trainval/*.mat, labels.txt)")
+                  31 * MB, note="Mottaghi et al.'s page; served as trainval.tar.gz; its contents (trainval/*.mat, "
+                                "labels.txt) as documented by the converter, not checked against the live file")
 
 
 def _ankurhanda(repo: str, name: str, size: int) -> Source:
