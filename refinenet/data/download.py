@@ -228,7 +228,7 @@ def fetch(source: Source, url: str, md5: str | None, root: Path, session, opts: 
 # Unpacking and converting
 
 
-def unpack(archive: Path, raw: Path, url: str) -> None:
+def unpack(archive: Path, raw: Path, url: str, progress: bool = True) -> None:
     """Unpack `archive` into a temporary folder beside `raw` (reading every block: a gzip stream or tar member cut
     short and a zip without its central directory or with a bad CRC raise), then move its contents into `raw`;
     stamped so a re-run skips it."""
@@ -238,13 +238,14 @@ def unpack(archive: Path, raw: Path, url: str) -> None:
     tmp = raw.parent / f".{raw.name}.{archive.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    bar = {"desc": f"unpacking {archive.name}", "unit": "file", "disable": not progress, "leave": False}
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as z:
-                z.extractall(tmp)  # every member's CRC is checked as it is read
+                z.extractall(tmp, members=tqdm(z.infolist(), **bar))  # every member's CRC is checked as it is read
         else:
             with tarfile.open(archive) as t:
-                t.extractall(tmp, filter="data")
+                t.extractall(tmp, members=tqdm(t, **bar), filter="data")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(err, OSError) and err.errno == 28:
@@ -401,7 +402,7 @@ def download_dataset(entry: DatasetDownload, opts: DownloadOptions) -> Path:
         print(f"{entry.name}: {source.file} {'md5 ' + md5 + ' verified' if md5 else 'no published checksum'}; "
               f"sha256 {digest}")
         if source.unpack:
-            unpack(path, raw, url)
+            unpack(path, raw, url, opts.progress)
         else:
             place_file(path, raw, source.place or source.file)
         files.append({"file": source.file, "url": url, "bytes": path.stat().st_size,
