@@ -262,6 +262,8 @@ def train_models(tables: list[int], session: Session, launch: LaunchOptions) -> 
     works = distinct_models(tables, session)
     for work in works:
         session.fresh(work.entry)
+        if work.init is not None:  # Table 4's COCO stage, trained in the same job
+            session.fresh(work.init.entry)
     todo = [w for w in works if not finished(w, session)]
     print(f"{launch.launcher} launcher: {len(works)} distinct models, {len(works) - len(todo)} already done, "
           f"{len(todo)} to train")

@@ -342,10 +342,15 @@ def stage_works(row: Row, session: Session, roots: dict[str, Path], seed: int) -
 
 def trained_stages(work: ModelWork, stamp: dict, fresh=None) -> dict:
     """Train `work`'s first stage (if any) and then its model, each resuming or skipped when done; returns the
-    model's done.json record. `fresh(entry)` empties an entry first where --fresh asks."""
+    model's done.json record. `fresh(entry)` empties an entry first where --fresh asks. A model finished from an
+    earlier first stage than the one trained now is trained again (its key names the first stage, not its run)."""
     fresh = fresh or (lambda entry: entry)
     if work.init is not None:
-        store.trained_model(fresh(work.init.entry), work.init.cfg, stamp)
+        first = fresh(work.init.entry)
+        retrained = not store.is_trained(first)
+        store.trained_model(first, work.init.cfg, stamp)
+        if retrained and work.entry.folder.exists():
+            work.entry.remove()
     return store.trained_model(fresh(work.entry), work.cfg, stamp)
 
 

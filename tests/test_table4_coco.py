@@ -97,3 +97,28 @@ def test_table4_smoke_run_trains_the_coco_stage_then_the_voc_model_from_it(tmp_p
     assert voc_key["init"]["model"] == models[0]
     assert set(frame["model_key"]) == {models[1]}
     assert frame.loc[frame["metric"] == "miou", "measured_value"].notna().all()
+
+
+def test_a_voc_model_from_an_earlier_coco_stage_is_trained_again(tmp_path, monkeypatch):
+    from benchmarks import runner
+
+    trained = []
+
+    def fake_trained_model(entry, cfg, stamp):
+        trained.append(entry.folder.name)
+        entry.folder.mkdir(parents=True, exist_ok=True)
+        (entry.folder / "done.json").write_text("{}")
+        return {}
+
+    monkeypatch.setattr(store, "trained_model", fake_trained_model)
+    coco = runner.ModelWork(None, store.Entry(tmp_path / "coco", {}), tmp_path)
+    voc = runner.ModelWork(None, store.Entry(tmp_path / "voc", {}), tmp_path, init=coco)
+    (tmp_path / "voc").mkdir()
+    (tmp_path / "voc" / "done.json").write_text("{}")  # finished from a COCO model that is gone
+    (tmp_path / "voc" / "stale").write_text("")
+    runner.trained_stages(voc, {})
+    assert trained == ["coco", "voc"] and not (tmp_path / "voc" / "stale").exists()
+    trained.clear()
+    (tmp_path / "voc" / "kept").write_text("")
+    runner.trained_stages(voc, {})  # both finished: the VOC model is kept
+    assert trained == ["coco", "voc"] and (tmp_path / "voc" / "kept").exists()
