@@ -20,6 +20,10 @@ Verdict rules (also printed in results/claims.md):
   rows); for rows without common seeds, sqrt(s1² + s2²) of the two rows' standard deviations.
 - State of the art ("RefineNet beats every other method in the table"): our measured value minus the
   best other method's paper value in the same table and metric, under the rules above.
+- MS COCO (Table 4): the paper's VOC models were trained on MS COCO first (Sec. 4.2). Lines on VOC are
+  kept apart by the `coco` column: `with` (our models from a COCO stage, store keys `-from-coco`),
+  `without` (`--no-coco`: ImageNet weights only; the reason says so), `released` (the authors'
+  checkpoints); empty for the other datasets.
 - Efficiency (training memory against a dilated ResNet): the measurement is of the architecture
   (activations counted on the meta device), so it is testable on any data: `held` if RefineNet's
   training activations are below the dilated network's at every input size counted, else `not held`.
@@ -38,9 +42,20 @@ from benchmarks.paper_tables import load_paper_table, load_paper_text, paper_val
 from benchmarks.tables import TABLES
 
 COLUMNS = ["claim", "table", "dataset", "compared", "metric", "unit", "paper_delta", "measured_delta", "spread",
-           "seeds", "profile", "data", "code", "verdict", "reason"]
+           "seeds", "profile", "data", "coco", "code", "verdict", "reason"]
 VERDICTS = ("held", "not held", "within seed spread", "not testable with this profile", "not measured")
 STANDIN_REASON = "stand-in data: synthetic scenes and random initialisation; the claim is about real data"
+COCO_DATASETS = ("voc2012",)  # whose paper models were trained on MS COCO first (Sec. 4.2)
+WITHOUT_COCO = "without the MS COCO stage the paper's VOC models had"
+
+
+def coco_stage(dataset: str, profile: str, model_key: str) -> str:
+    """`with` / `without` an MS COCO stage for a VOC result row (`released` for the authors' checkpoints), else ""."""
+    if dataset not in COCO_DATASETS:
+        return ""
+    if profile == "released":
+        return "released"
+    return "with" if "-from-coco" in str(model_key) else "without"
 
 
 @dataclass(frozen=True)
@@ -143,17 +158,26 @@ def _spread(a: pd.Series, b: pd.Series) -> float:
 def _line(claim: str, table, dataset: str, compared: str, metric: str, **values) -> dict:
     base = {"claim": claim, "table": str(table), "dataset": dataset, "compared": compared, "metric": metric,
             "unit": "points", "paper_delta": float("nan"), "measured_delta": float("nan"), "spread": float("nan"),
-            "seeds": 0, "profile": "", "data": "", "code": "", "verdict": "not measured", "reason": ""}
+            "seeds": 0, "profile": "", "data": "", "coco": "", "code": "", "verdict": "not measured", "reason": ""}
     return {**base, **values}
 
 
 def _groups(frame: pd.DataFrame | None, dataset: str) -> list[tuple[str, str, pd.DataFrame]]:
-    """The dataset's measured rows by (profile, data): one claim line each. Rows without a measured
-    value (e.g. "no released weights", whose `data` is empty) make no group of their own."""
+    """The dataset's measured rows by (profile, data, with or without MS COCO): one claim line each. Rows
+    without a measured value (e.g. "no released weights", whose `data` is empty) make no group of their own."""
     if frame is None:
         return []
     rows = frame[(frame["dataset"] == dataset) & frame["measured_value"].notna()]
-    return [(p, d, g) for (p, d), g in rows.groupby(["profile", "data"], sort=False)]
+    rows = rows.assign(coco=[coco_stage(dataset, p, k) for p, k in zip(rows["profile"], rows["model_key"])])
+    return [(p, d, g) for (p, d, _), g in rows.groupby(["profile", "data", "coco"], sort=False)]
+
+
+def _where(profile: str, data: str, group: pd.DataFrame) -> dict:
+    return {"profile": profile, "data": data, "coco": group["coco"].iloc[0], "code": _code(group)}
+
+
+def _coco_reason(reason: str, where: dict) -> str:
+    return f"{reason}; {WITHOUT_COCO}" if where["coco"] == "without" else reason
 
 
 def _absent(frame: pd.DataFrame | None, table: int, dataset: str, labels: list[str]) -> str:
@@ -190,7 +214,7 @@ def _better(c: Better, frame: pd.DataFrame | None) -> list[dict]:
     for profile, data, group in _groups(frame, c.dataset):
         a, b = (_per_seed(group, label, c.dataset, c.metric) for label in (c.worse, c.better))
         missing = [label for label, values in ((c.worse, a), (c.better, b)) if values.empty]
-        where = {"profile": profile, "data": data, "code": _code(group)}
+        where = _where(profile, data, group)
         if missing:
             lines.append(_line(c.claim, c.table, c.dataset, compared, c.metric, **common, **where,
                                reason=_absent(frame, c.table, c.dataset, missing)))
@@ -198,7 +222,7 @@ def _better(c: Better, frame: pd.DataFrame | None) -> list[dict]:
         delta, spread, seeds = b.mean() - a.mean(), _spread(a, b), min(len(a), len(b))
         result, reason = verdict(delta, spread, seeds, profile, data)
         lines.append(_line(c.claim, c.table, c.dataset, compared, c.metric, **common, **where, measured_delta=delta,
-                           spread=spread, seeds=seeds, verdict=result, reason=reason))
+                           spread=spread, seeds=seeds, verdict=result, reason=_coco_reason(reason, where)))
     return lines or [_line(c.claim, c.table, c.dataset, compared, c.metric, **common,
                            reason=_nothing_measured(frame, c.table, c.dataset, [c.worse, c.better]))]
 
@@ -215,7 +239,7 @@ def _beats_others(c: BeatsOthers, frame: pd.DataFrame | None) -> list[dict]:
     lines = []
     for profile, data, group in _groups(frame, ours.dataset):
         values = _per_seed(group, c.row, ours.dataset, c.metric)
-        where = {"profile": profile, "data": data, "code": _code(group)}
+        where = _where(profile, data, group)
         if values.empty:
             lines.append(_line(claim, c.table, ours.dataset, compared, c.metric, **common, **where,
                                reason=_absent(frame, c.table, ours.dataset, [c.row])))
@@ -226,7 +250,7 @@ def _beats_others(c: BeatsOthers, frame: pd.DataFrame | None) -> list[dict]:
         if best["split"] != ours.split and data != "standin":
             reason += f"; measured on {ours.split}, the others on {best['split']}"
         lines.append(_line(claim, c.table, ours.dataset, compared, c.metric, **common, **where, measured_delta=delta,
-                           spread=spread, seeds=len(values), verdict=result, reason=reason))
+                           spread=spread, seeds=len(values), verdict=result, reason=_coco_reason(reason, where)))
     return lines or [_line(claim, c.table, ours.dataset, compared, c.metric, **common,
                            reason=_nothing_measured(frame, c.table, ours.dataset, [c.row]))]
 
@@ -284,6 +308,8 @@ def evaluate_results(results: Path) -> pd.DataFrame:
 def read(path: Path) -> pd.DataFrame:
     """results/claims.csv, typed as `evaluate` returns it."""
     frame = pd.read_csv(path, dtype={"table": str})
+    if "coco" not in frame:  # written before the column existed: no line said whether MS COCO was used
+        frame.insert(list(frame.columns).index("code") if "code" in frame else len(frame.columns), "coco", "")
     missing = [c for c in COLUMNS if c not in frame]
     if missing:
         raise ValueError(f"{path}: columns {missing} are missing; regenerate it with `nox -s plots`")
@@ -310,11 +336,11 @@ def markdown(claims: pd.DataFrame) -> str:
               " a ratio, below 1 = RefineNet needs less). Regenerated from the results CSVs by `nox -s plots`.",
               "", summaries.protocol_link(), "",
               "| claim | table | dataset | compared | metric | paper Δ | measured Δ | spread | seeds | profile | data"
-              " | verdict | reason |", "|" + "---|" * 13]
+              " | MS COCO | verdict | reason |", "|" + "---|" * 14]
     for _, c in claims.iterrows():
         cells = [c["claim"], c["table"], c["dataset"], c["compared"], c["metric"], _delta(c["paper_delta"]),
                  _delta(c["measured_delta"], c["unit"]), measured.fmt(c["spread"], 2), str(c["seeds"] or "—"),
-                 c["profile"] or "—", c["data"] or "—", f"**{c['verdict']}**", c["reason"]]
+                 c["profile"] or "—", c["data"] or "—", c["coco"] or "—", f"**{c['verdict']}**", c["reason"]]
         lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
     lines += ["", "## Verdict rules", "", rules_markdown(), ""]
     return "\n".join(lines)

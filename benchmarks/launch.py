@@ -37,7 +37,6 @@ from pathlib import Path
 import submitit
 import torch
 
-from benchmarks import store
 from benchmarks.runner import (
     REPO,
     ModelWork,
@@ -48,6 +47,7 @@ from benchmarks.runner import (
     select_rows,
     table_models,
     train_and_evaluate,
+    trained_stages,
 )
 from benchmarks.store import now
 from benchmarks.tables import TABLES
@@ -201,7 +201,7 @@ def exit_on_signal(signum: int, frame) -> None:
 
 def train_distributed(work: ModelWork, stamp: dict) -> None:
     """Every process trains (DDP); then the process group is closed so that rank 0 can evaluate alone."""
-    store.trained_model(work.entry, work.cfg, stamp)
+    trained_stages(work, stamp)  # Table 4: the COCO stage first
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
@@ -366,6 +366,8 @@ def train_models(tables: list[int], session: Session, launch: LaunchOptions) -> 
     works = distinct_models(tables, session)
     for work in works:
         session.fresh(work.entry)
+        if work.init is not None:  # Table 4's COCO stage, trained in the same job
+            session.fresh(work.init.entry)
     todo = [w for w in works if not finished(w, session)]
     print(f"{launch.launcher} launcher: {len(works)} distinct models, {len(works) - len(todo)} already done, "
           f"{len(todo)} to train")

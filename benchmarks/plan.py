@@ -28,6 +28,8 @@ from benchmarks.runner import (
     REPO,
     RunOptions,
     generated_standin_root,
+    pretrain_config,
+    pretrain_dataset,
     real_root,
     select_rows,
     train_config,
@@ -68,6 +70,7 @@ class PlannedModel:
     cfg: TrainConfig  # resolved (iterations, crop and batch filled from the recipe)
     rows: list[str]
     key_source: str = "store"  # "store": the folder a run uses; else why the data's identity is left out
+    first_stage: bool = False  # a first training stage (Table 4's COCO): it serves rows through the next model
 
     @property
     def architecture(self) -> tuple:
@@ -88,9 +91,21 @@ def plan_models(tables: list[int], opts: RunOptions) -> list[PlannedModel]:
             if (row.dataset, split) not in identities:
                 identities[row.dataset, split] = planned_identity(row.dataset, split, opts)
             identity, source = identities[row.dataset, split]
+            first = pretrain_dataset(row.dataset, opts)
             for seed in opts.seeds:
+                init = None
+                if first is not None:  # Table 4: the COCO stage is a model of its own, trained first
+                    first_split = TRAIN_SPLIT.get(first, "train")
+                    if (first, first_split) not in identities:
+                        identities[first, first_split] = planned_identity(first, first_split, opts)
+                    first_identity, first_source = identities[first, first_split]
+                    first_cfg = pretrain_config(row, opts, seed, first, Path("."))
+                    init = store.model_entry(Path("."), first_cfg, opts.profile, first_identity)
+                    planned = models.setdefault(init.name,
+                                                PlannedModel(init.name, resolve(first_cfg), [], first_source, True))
+                    planned.rows.append(f"table {number}: {row.label} ({first} stage)")
                 cfg = train_config(row, Path("."), opts, seed)
-                key = store.model_entry(Path("."), cfg, opts.profile, identity).name
+                key = store.model_entry(Path("."), cfg, opts.profile, identity, init).name
                 planned = models.setdefault(key, PlannedModel(key, resolve(cfg), [], source))
                 planned.rows.append(f"table {number}: {row.label}")
     return list(models.values())
@@ -220,7 +235,8 @@ def plan_frame(models: list[PlannedModel], found: list[tuple], opts: RunOptions)
                         "backbone": c.backbone, "variant": c.variant,
                         "pooling_blocks": c.pooling_blocks, "seed": c.seed, "iterations": c.iterations,
                         "crop": c.crop_size, "batch": c.batch_size, "rows": "; ".join(planned.rows),
-                        "row_count": len(planned.rows), "step_seconds": None if step is None else round(step, 4),
+                        "row_count": 0 if planned.first_stage else len(planned.rows),
+                        "step_seconds": None if step is None else round(step, 4),
                         "estimated_hours": None if step is None else round(step * c.iterations / 3600, 3),
                         "estimate_source": source, "device_type": device_type, "profile": opts.profile})
     return pd.DataFrame.from_records(records, columns=COLUMNS)

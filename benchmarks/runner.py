@@ -11,6 +11,7 @@ once (refinenet/preflight.py). Outputs: `results/table<N>.csv` (one row per meas
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from benchmarks.provenance import (
     read_provenance,
     writes_repository_results,
 )
-from benchmarks.tables import MEASURED_SPLIT, TABLES, TEST_SERVER, TRAIN_SPLIT, Row, Table
+from benchmarks.tables import MEASURED_SPLIT, PRETRAIN, TABLES, TEST_SERVER, TRAIN_SPLIT, Row, Table
 from refinenet import data
 from refinenet.atomic import write_text_atomic
 from refinenet.checkpoint import CHECKPOINT_NAME
@@ -39,7 +40,7 @@ from refinenet.config import EvalConfig, TrainConfig
 from refinenet.inference import PAPER_SCALES
 from refinenet.metrics import chance_scores
 from refinenet.preflight import check_splits
-from refinenet.recipe import default_pooling_blocks
+from refinenet.recipe import default_pooling_blocks, get_recipe
 from refinenet.utils import launch_rank
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,6 +95,8 @@ class RunOptions:
     allow_dirty: bool = option(False, "write the repository's results/ from a tree with uncommitted changes (every "
                                "row is stamped dirty=true)")
     progress: bool = option(True, "no progress bars")
+    coco: bool = option(True, "Table 4's VOC models from ImageNet weights only, without the COCO stage the paper's "
+                        "had (Sec. 4.2; the recipe's `coco`): the ablation, and today's models before COCO")
 
 
 @dataclass
@@ -177,9 +180,24 @@ def real_root(dataset: str, opts: RunOptions) -> Path:
     return Path(opts.data_root) / dataset
 
 
+def pretrain_dataset(dataset: str, opts: RunOptions) -> str | None:
+    """The dataset of the first training stage of `dataset`'s models (Table 4: coco), or None: none in the
+    tables (PRETRAIN), the profile trains nothing, or the recipe's `coco` / `--no-coco` turn it off."""
+    profile = PROFILES[opts.profile]
+    if dataset not in PRETRAIN or profile.train_profile is None:
+        return None
+    return PRETRAIN[dataset] if opts.coco and get_recipe(profile.train_profile).coco else None
+
+
 def check_data(rows: list[Row], opts: RunOptions, training: bool) -> dict[str, Path]:
-    """Each dataset's root, every split the rows read checked once before any work (refinenet/preflight.py)."""
+    """Each dataset's root, every split the rows read checked once before any work (refinenet/preflight.py); with
+    `training`, also the first stage's dataset (Table 4's COCO) and its training split."""
     roots = {}
+    if training:
+        for dataset in dict.fromkeys(filter(None, (pretrain_dataset(row.dataset, opts) for row in rows))):
+            roots[dataset] = dataset_root(dataset, opts)
+            check_splits(dataset, roots[dataset], [TRAIN_SPLIT.get(dataset, "train")],
+                         cache_dir=Path(opts.cache) / "preflight", progress=opts.progress)
     for dataset in dict.fromkeys(row.dataset for row in rows):
         roots[dataset] = dataset_root(dataset, opts)
         splits = [TRAIN_SPLIT.get(dataset, "train") if training else None, MEASURED_SPLIT[dataset],
@@ -294,6 +312,47 @@ class ModelWork:
     entry: store.Entry
     root: Path
     rows: list[tuple[int, Row]] = field(default_factory=list)
+    init: ModelWork | None = None  # the first stage, trained before this model and starting it (Table 4: COCO)
+
+
+def pretrain_config(row: Row, opts: RunOptions, seed: int, dataset: str, root: Path) -> TrainConfig:
+    """The first stage of `row`'s model: the same model options on `dataset` (Table 4: COCO as VOC's classes) for
+    the recipe's `coco_iterations` (--iterations applies to every stage)."""
+    cfg = train_config(row, root, opts, seed)
+    pooling = default_pooling_blocks(row.dataset) if row.pooling_blocks is None else row.pooling_blocks
+    iterations = opts.iterations or get_recipe(PROFILES[opts.profile].train_profile).coco_iterations
+    return dataclasses.replace(cfg, dataset=dataset, split=TRAIN_SPLIT.get(dataset, "train"), pooling_blocks=pooling,
+                               iterations=iterations)
+
+
+def stage_works(row: Row, session: Session, roots: dict[str, Path], seed: int) -> tuple[TrainConfig, ModelWork | None]:
+    """`row`'s model configuration and the work of its first stage (None without one); the configuration starts
+    from the first stage's checkpoint."""
+    opts = session.opts
+    cfg = train_config(row, roots[row.dataset], opts, seed)
+    first = pretrain_dataset(row.dataset, opts)
+    if first is None:
+        return cfg, None
+    root = roots[first]
+    first_cfg = pretrain_config(row, opts, seed, first, root)
+    entry = store.model_entry(session.store_dir, first_cfg, opts.profile,
+                              session.data_identity(first, root, first_cfg.split))
+    init = ModelWork(first_cfg, entry, root)
+    return dataclasses.replace(cfg, init_from=entry.folder / CHECKPOINT_NAME), init
+
+
+def trained_stages(work: ModelWork, stamp: dict, fresh=None) -> dict:
+    """Train `work`'s first stage (if any) and then its model, each resuming or skipped when done; returns the
+    model's done.json record. `fresh(entry)` empties an entry first where --fresh asks. A model finished from an
+    earlier first stage than the one trained now is trained again (its key names the first stage, not its run)."""
+    fresh = fresh or (lambda entry: entry)
+    if work.init is not None:
+        first = fresh(work.init.entry)
+        retrained = not store.is_trained(first)
+        store.trained_model(first, work.init.cfg, stamp)
+        if retrained and work.entry.folder.exists():
+            work.entry.remove()
+    return store.trained_model(fresh(work.entry), work.cfg, stamp)
 
 
 def table_models(number: int, rows: list[Row], session: Session, roots: dict[str, Path]) -> list[ModelWork]:
@@ -306,10 +365,11 @@ def table_models(number: int, rows: list[Row], session: Session, roots: dict[str
     for seed in opts.seeds:
         for group in by_model.values():
             root = roots[group[0].dataset]
-            cfg = train_config(group[0], root, opts, seed)
+            cfg, init = stage_works(group[0], session, roots, seed)
             model = store.model_entry(session.store_dir, cfg, opts.profile,
-                                      session.data_identity(group[0].dataset, root, cfg.split))
-            works.append(ModelWork(cfg, model, root, [(number, row) for row in group]))
+                                      session.data_identity(group[0].dataset, root, cfg.split),
+                                      init.entry if init else None)
+            works.append(ModelWork(cfg, model, root, [(number, row) for row in group], init))
     return works
 
 
@@ -327,7 +387,7 @@ def row_evaluation(work: ModelWork, row: Row, done: dict, opts: RunOptions, stor
 def train_and_evaluate(work: ModelWork, opts: RunOptions, stamp: dict) -> dict:
     """Train `work`'s model (resuming an interrupted run) and evaluate every row it serves; what a launcher's job
     runs. Returns the model's done.json record."""
-    done = store.trained_model(work.entry, work.cfg, stamp)
+    done = trained_stages(work, stamp)
     if launch_rank() == 0:  # under DDP the first process evaluates
         for _, row in work.rows:
             ev, ev_cfg, test_server = row_evaluation(work, row, done, opts, work.entry.folder.parents[1])
@@ -344,8 +404,8 @@ def trained_rows(number: int, rows: list[Row], paper: pd.DataFrame, session: Ses
     try:
         for work in works:
             progress.next_model()
-            model = session.fresh(work.entry)
-            done = store.trained_model(model, work.cfg, stamp)
+            done = trained_stages(work, stamp, session.fresh)
+            model = work.entry
             for _, row in work.rows:
                 ev, ev_cfg, test_server = row_evaluation(work, row, done, opts, session.store_dir,
                                                          session.data_identity)

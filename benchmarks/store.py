@@ -48,8 +48,12 @@ from refinenet.utils import resolve_device
 STORE_FORMAT = 1  # bump when the meaning of stored entries changes
 LATER_MODEL_FIELDS = ("resnet_form", "resnet_width", "fusion_upsample")  # RefineNetConfig fields newer than format 1
 # TrainConfig fields that do not change the trained weights (bit-exact resume makes checkpointing one of them).
+# `init_from` is a path: the key holds the initialising model's key instead (`model_entry(..., init=...)`).
+# Recipe fields of the COCO stage (Table 4): they act through `init` and that model's own iterations, so models
+# without a COCO stage keep the keys they had before the fields existed.
 TRAIN_MACHINERY = {"out", "data_root", "device", "workers", "resume", "progress", "preflight", "checkpoint_every",
-                   "log_every", "eval_every", "val_split"}
+                   "log_every", "eval_every", "val_split", "init_from"}
+STAGE_RECIPE_FIELDS = {"coco", "coco_iterations"}
 # EvalConfig fields that say where things are or how the work is spread, not what is computed.
 EVAL_MACHINERY = {"checkpoint", "data_root", "out", "save_predictions", "device", "workers", "progress"}
 
@@ -121,8 +125,9 @@ def _relative(path: Path | None, root: Path) -> str:
 # Models
 
 
-def model_entry(store: Path, cfg: TrainConfig, profile: str, data_id: dict) -> Entry:
-    """The store entry of the model `cfg` trains (resolved as `train` resolves it: the recipe fills the gaps)."""
+def model_entry(store: Path, cfg: TrainConfig, profile: str, data_id: dict, init: Entry | None = None) -> Entry:
+    """The store entry of the model `cfg` trains (resolved as `train` resolves it: the recipe fills the gaps).
+    `init`: the entry of the model whose weights start it (Table 4's COCO stage), its key part of this key."""
     resolved = resolve(cfg)
     train_fields = {f.name: getattr(resolved, f.name) for f in dataclasses.fields(resolved)
                     if f.name not in TRAIN_MACHINERY}
@@ -137,10 +142,14 @@ def model_entry(store: Path, cfg: TrainConfig, profile: str, data_id: dict) -> E
                  if not (k in LATER_MODEL_FIELDS and v == getattr(RefineNetConfig, k))}
     key = {"format": STORE_FORMAT, "kind": "model", "profile": profile, "train": train_fields,
            "recipe": {k: v for k, v in recipe_for(resolved.profile, resolved.backbone_weights).to_dict().items()
-                      if k not in TRAIN_MACHINERY},
+                      if k not in TRAIN_MACHINERY | STAGE_RECIPE_FIELDS},
            "model": model_key, "data": data_id}
+    if init is not None:
+        key["init"] = {"model": init.name, "key": init.key}
     readable = (f"{cfg.dataset}-{resolved.backbone}-{resolved.variant}-pool{resolved.pooling_blocks}-{profile}"
                 f"-it{resolved.iterations}-seed{resolved.seed}")
+    if init is not None:
+        readable += f"-from-{init.key['data']['dataset']}"
     return entry(store, "models", readable, key)
 
 

@@ -114,6 +114,8 @@ class TrainConfig:
     backbone_weights: str | None = option(None, "IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT, a .pth path, the authors' "
                                           "imagenet-resnet-<depth>-dag.mat (MSRA ResNet, their RGB - 128), or none "
                                           "(default: the profile's)")
+    init_from: str | Path | None = option(None, "a checkpoint of ours (same model options and classes) whose "
+                                          "weights start this run, every layer (Table 4: the COCO stage's for VOC)")
     # recipe overrides
     crop_size: int | None = option(None)
     batch_size: int | None = option(None)

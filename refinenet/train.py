@@ -296,6 +296,8 @@ def build(cfg: TrainConfig) -> Run:
     total = cfg.iterations if cfg.iterations is not None else max(1, math.ceil(cfg.epochs * len(train_set) / per_step))
 
     model = build_model(cfg, train_set.info.num_classes, device, fast)
+    if cfg.init_from and not cfg.resume:
+        load_initial_weights(model, cfg.init_from, device)
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, cfg, total))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
@@ -307,6 +309,16 @@ def build(cfg: TrainConfig) -> Run:
     classes = training_class_index(cfg, train_set, rank == 0) if cfg.class_balanced else None
     return Run(cfg, rank, world, device, fast, fast_label, train_set, val_set, model, ddp_model, optimizer, scheduler,
                scaler, total, classes)
+
+
+def load_initial_weights(model: RefineNet, path: str | Path, device: torch.device) -> None:
+    """Start from the weights of another run of ours, every layer (Table 4: the VOC stage from the COCO stage's
+    model, paper Sec. 4.2); its model options and classes must be this run's."""
+    ckpt = ckpt_io.load_checkpoint(path, map_location=device)
+    if {**model.config_dict(), **ckpt["model_config"]} != model.config_dict():
+        raise CheckpointError(f"--init-from {path} was trained with model {ckpt['model_config']}, but this run builds "
+                              f"{model.config_dict()}; start from a checkpoint of the same model and classes")
+    model.load_state_dict(ckpt["model"])
 
 
 def restore(run: Run) -> None:

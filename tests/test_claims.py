@@ -156,3 +156,17 @@ def test_claims_csv_round_trips_and_the_markdown_states_the_rules(tmp_path):
     assert claims.rules_markdown() in md and "within seed spread" in claims.rules_markdown()
     assert "FROM A DIRTY TREE" in md and "(../docs/protocol.md)" in md
     assert md.count("\n| ") == len(lines) + 1  # header + one line per claim
+
+
+def test_voc_claims_made_with_and_without_ms_coco_are_separate_lines():
+    with_coco = synthetic(4, lambda row, metric, seed: 84.0)
+    with_coco["model_key"] = with_coco["model_key"].astype(str) + "-from-coco-0123456789abcdef"
+    without = synthetic(4, lambda row, metric, seed: 70.0)
+    without["model_key"] = "voc2012-resnet152-4-cascaded-pool4-paper-it100000-seed0-0123456789abcdef"
+    lines = _lines({4: pd.concat([with_coco, without], ignore_index=True)})
+    sota = lines[(lines["table"] == "4") & lines["claim"].str.startswith("RefineNet beats")]
+    assert list(sota["coco"]) == ["with", "without"]
+    assert list(sota["measured_delta"]) == [pytest.approx(84.0 - 80.2), pytest.approx(70.0 - 80.2)]
+    assert claims.WITHOUT_COCO in sota.iloc[1]["reason"] and claims.WITHOUT_COCO not in sota.iloc[0]["reason"]
+    assert set(_lines({8: synthetic(8, lambda row, metric, seed: 36.0)})["coco"]) == {""}  # not a VOC table
+    assert "| MS COCO |" in claims.markdown(lines)

@@ -27,9 +27,9 @@ def write_tiny(name, root):
 # --- registry
 
 
-def test_registry_lists_all_seven_datasets_of_the_paper():
+def test_registry_lists_all_seven_datasets_of_the_paper_and_coco():
     assert set(data.DATASETS) == {
-        "voc2012", "pascal_context", "nyudv2", "sunrgbd", "cityscapes", "ade20k", "person_part"
+        "voc2012", "pascal_context", "nyudv2", "sunrgbd", "cityscapes", "ade20k", "person_part", "coco"
     }  # fmt: skip
     assert data.DATASETS["cityscapes"].INFO.name == "cityscapes"
 

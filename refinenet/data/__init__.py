@@ -15,7 +15,8 @@ from types import ModuleType
 
 from refinenet.data.common import DatasetInfo, SegmentationFiles
 
-DATASET_NAMES = ("voc2012", "pascal_context", "nyudv2", "sunrgbd", "cityscapes", "ade20k", "person_part")
+# The seven benchmarks of the paper, then MS COCO (read as VOC's 21 classes: training data of Table 4's VOC models).
+DATASET_NAMES = ("voc2012", "pascal_context", "nyudv2", "sunrgbd", "cityscapes", "ade20k", "person_part", "coco")
 
 # Converter name -> (module, function). SBD's extra VOC annotations are converted by voc2012.py.
 CONVERTERS = {

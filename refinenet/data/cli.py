@@ -8,6 +8,7 @@ from pathlib import Path
 
 from refinenet import data
 from refinenet.data.common import DatasetLayoutError, LabelValueError
+from refinenet.data.download import add_command as add_download_command
 
 
 def _fail(message: str) -> int:
@@ -71,3 +72,5 @@ def add_commands(subparsers) -> None:
     prepare.add_argument("--raw", required=True, type=Path, help="where the public release was unpacked")
     prepare.add_argument("--out", required=True, type=Path, help="folder to write")
     prepare.set_defaults(func=cmd_prepare)
+
+    add_download_command(subparsers)

@@ -81,7 +81,7 @@ INFO = DatasetInfo(
         "`refinenet prepare sbd`; where an image is in both, VOC's own label (with its void band) is kept. "
         "test has no labels: items load with an all-255 label and has_labels is False; predictions go to "
         "results/VOC2012/Segmentation/comp6_test_cls/<id>.png (palette PNG) for the evaluation server. "
-        "The paper also trains on MS COCO (Sec. 4.2); that is not part of this loader."
+        "The paper also trains on MS COCO (Sec. 4.2): refinenet/data/coco.py reads it as these 21 classes."
     ),
     extra={
         "test_results_dir": "results/VOC2012/Segmentation/comp6_test_cls",
