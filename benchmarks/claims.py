@@ -46,7 +46,7 @@ COLUMNS = ["claim", "table", "dataset", "compared", "metric", "unit", "paper_del
 VERDICTS = ("held", "not held", "within seed spread", "not testable with this profile", "not measured")
 STANDIN_REASON = "stand-in data: synthetic scenes and random initialisation; the claim is about real data"
 COCO_DATASETS = ("voc2012",)  # whose paper models were trained on MS COCO first (Sec. 4.2)
-WITHOUT_COCO = "without the MS COCO stage the paper's VOC models had"
+WITHOUT_COCO = "these models lack the MS COCO stage that the paper's VOC models had (Sec. 4.2)"
 
 
 def coco_stage(dataset: str, profile: str, model_key: str) -> str:
