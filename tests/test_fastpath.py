@@ -165,7 +165,10 @@ def test_runs_record_precision_and_fast_path(tmp_path):
     # the smoke profile trains batch norm; the test suite forces NCHW (tests/conftest.py)
     assert config["fast_path"] == "nchw+bfloat16 (REFINENET_CPU_LAYOUT=nchw)"
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert log[0] == {"iteration": 0, "fast_path": config["fast_path"], "precision": "bf16"}
+    assert {k: log[0][k] for k in ("iteration", "fast_path", "precision")} == {
+        "iteration": 0, "fast_path": config["fast_path"], "precision": "bf16"}
+    # the session's first line also says what the process ran with (refinenet/train.py, issue 22)
+    assert log[0]["workers"] == 0 and log[0]["torch_threads"] >= 1 and log[0]["slurm_job_id"] is None
     stored = load_checkpoint(checkpoint)["train_config"]
     assert (stored["precision"], stored["fast_path"]) == ("bf16", config["fast_path"])
     result = evaluate(EvalConfig(checkpoint, "voc2012", root, out=tmp_path / "eval", workers=0, progress=False))
