@@ -15,7 +15,6 @@ figure its converters published (benchmarks/paper/released_published.csv).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pandas as pd
 from benchmarks.paper_tables import PAPER_DIR, load_paper_table, paper_value
 from benchmarks.tables import AUTHORS_DATASET_NAMES, TABLES, Row, authors_model
 from refinenet.atomic import write_text_atomic
+from refinenet.convert import file_sha256 as sha256_of
 from refinenet.recipe import default_pooling_blocks
 
 # The published names: dataset and backbone of each; the authors' MatConvNet models first.
@@ -118,13 +118,10 @@ def file_sha256(path: Path, cache: Path) -> str:
     stamp = [st.st_size, st.st_mtime_ns]
     if known.get(str(path), {}).get("stamp") == stamp:
         return known[str(path)]["sha256"]
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    known[str(path)] = {"stamp": stamp, "sha256": digest.hexdigest()}
+    digest = sha256_of(path)
+    known[str(path)] = {"stamp": stamp, "sha256": digest}
     write_text_atomic(cache, json.dumps(known, indent=1))
-    return digest.hexdigest()
+    return digest
 
 
 # ---------------------------------------------------------------------------------------------

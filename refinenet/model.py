@@ -45,7 +45,7 @@ from refinenet.backbones import (
     load_backbone_weights,
     resnet_channels,
 )
-from refinenet.matconvnet import matlab_imresize
+from refinenet.matconvnet import matlab_imresize_crop
 
 BLOCK_LAYOUTS = ("released", "paper")  # see the module docstring
 POOL_ORDERS = ("pool_conv", "conv_pool")  # Fig. 3(d) and the checkpoints; the released training code's variant
@@ -79,11 +79,7 @@ NEW_LAYER_STD = 0.01  # main/My_net_util.m: `0.01 * randn(...)` filters, zero bi
 FUSION_UPSAMPLES = ("bilinear", "matlab_bicubic")
 
 
-def matlab_upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """`my_resize.m` (its GPU path, the one the authors ran): MATLAB's `imresize(x, s)` with s the larger
-    of the two size ratios (bicubic, output ceil(s x input)), then the top-left `size` crop."""
-    scale = max(size[0] / x.shape[-2], size[1] / x.shape[-1])
-    return matlab_imresize(x, scale=scale)[..., : size[0], : size[1]]
+
 
 
 def conv3x3(in_channels: int, out_channels: int, bias: bool) -> nn.Conv2d:
@@ -149,7 +145,7 @@ class MultiResolutionFusion(nn.Module):
         for conv, path in zip(self.convs, paths):
             y = conv(path)
             if y.shape[-2:] != size and self.upsample == "matlab_bicubic":
-                y = matlab_upsample(y, size)
+                y = matlab_imresize_crop(y, size)  # My_sum_layer.m / my_resize.m
             elif y.shape[-2:] != size:
                 # align_corners=True as in the released model definition
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=True)
