@@ -80,7 +80,8 @@ def plots(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def notebooks(session: nox.Session) -> None:
     """Execute every notebook in notebooks/ in place (they read results/)."""
-    session.run(suite_python(session), "-m", "benchmarks.notebooks", "--execute", *session.posargs, external=True)
+    session.run(suite_python(session), "-m", "benchmarks.report.notebooks", "--execute", *session.posargs,
+                external=True)
 
 
 @nox.session(venv_backend="none")
@@ -98,14 +99,14 @@ def lab(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Cost of RefineNet vs dilated ResNets, fast paths, memory-lean training (CPU about 20 min).
     Writes results/efficiency.{csv,png,md}; `nox -s bench -- --quick --out /tmp/bench` is a smoke test."""
-    session.run(suite_python(session), "benchmarks/efficiency.py", *session.posargs, external=True)
+    session.run(suite_python(session), "-m", "benchmarks.efficiency", *session.posargs, external=True)
 
 
 @nox.session(name="bench-convert", venv_backend="none")
 def bench_convert(session: nox.Session) -> None:
     """Convert a full-size RefineNet-152 file in the authors' format: seconds and peak memory against the targets
     (< 60 s, < 3x the file's size) -> results/conversion.{csv,md}; `-- --repeats 3 --out DIR` pass through."""
-    session.run(suite_python(session), "benchmarks/conversion.py", *session.posargs, external=True)
+    session.run(suite_python(session), "-m", "benchmarks.efficiency.conversion", *session.posargs, external=True)
 
 
 SLURM_PACKAGES = ("slurm-wlm", "slurmdbd", "munge", "mariadb-server")

@@ -78,6 +78,15 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def device_description(device: torch.device) -> str:
+    """The device as the efficiency benchmarks' rows name it: the GPU's name, or the CPU's and its threads.
+    Here, where both the benchmark (efficiency/benchmark.py) and the speed comparison (efficiency/speed.py)
+    import it without importing each other."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
+
+
 def device_name(device: str) -> str:
     dev = resolve_device(device)
     if dev.type == "cuda" and torch.cuda.is_available():

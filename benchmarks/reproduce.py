@@ -7,7 +7,7 @@ evaluated on real data under --data-root, no training), `smoke` (seconds, for te
 Target `released` (with --profile released; `all` includes it) writes results/released.{csv,md}: each
 checkpoint in --weights on its dataset's split, single- and multi-scale, beside the published figures.
 `--plan` lists the distinct models the tables need and their estimated cost, training nothing
-(benchmarks/plan.py); `--launcher local|slurm` trains them as submitit jobs (benchmarks/launch.py).
+(benchmarks/tables/plan.py); `--launcher local|slurm` trains them as submitit jobs (benchmarks/tables/launch.py).
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import argparse
 import sys
 import time
 
-from benchmarks import launch, plan
-from benchmarks.runner import RunOptions, Session, run_released_summary, run_table
-from benchmarks.store import EvaluationDataError
-from benchmarks.tables import TABLES
+from benchmarks.tables import executors, launch, plan
+from benchmarks.tables.released import run_released_summary
+from benchmarks.tables.run_options import RunOptions, Session
+from benchmarks.tables.runner import run_table
+from benchmarks.tables.specs import TABLES
+from benchmarks.tables.store import EvaluationDataError
 from refinenet.cli_options import add_options, from_args
 from refinenet.train import NonFiniteLossError, TrainingDataError
 
@@ -31,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_options(parser, RunOptions)
     add_options(parser.add_argument_group("cost plan"), plan.PlanOptions)
     add_options(parser.add_argument_group("launching the training (inline, local jobs, SLURM jobs)"),
-                launch.LaunchOptions)
+                executors.LaunchOptions)
     args = parser.parse_args(argv)
     targets = []
     for item in args.tables:
@@ -72,18 +74,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     opts = from_args(RunOptions, args)
-    launch_opts = from_args(launch.LaunchOptions, args)
+    launch_opts = from_args(executors.LaunchOptions, args)
     tables = [t for t in args.targets if t != "released"]
     try:
         if args.plan:
             plan.run_plan(tables, opts, from_args(plan.PlanOptions, args),
                           launch_opts if launch_opts.launcher == "slurm" else None)
             return 0
-        opts = launch.driver_options(opts, launch_opts)
+        opts = executors.driver_options(opts, launch_opts)
         session = Session.start(opts)
         if launch_opts.launcher != "inline" and opts.profile != "released":
             launch.train_models(tables, session, launch_opts)
-    except (ValueError, launch.JobFailedError, launch.SubmissionRefusedError) as err:
+    except (ValueError, launch.JobFailedError, executors.SubmissionRefusedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for target in args.targets:

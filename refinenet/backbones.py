@@ -1,4 +1,4 @@
-"""The ResNets RefineNet refines (Sec. 3.1), in two forms, and their ImageNet weights.
+"""The ResNets RefineNet refines (Sec. 3.1), in two forms (their ImageNet weights: backbone_weights.py).
 
 * `form="torchvision"`: torchvision's Bottleneck ResNet (stride on the 3x3 conv, conv1 without bias,
   batch norm with eps 1e-5). Its ImageNet weights: a torchvision weights name or a `.pth` state dict.
@@ -18,8 +18,6 @@ small widths exist for tests that build files in the real formats.
 from __future__ import annotations
 
 import functools
-import os
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -108,68 +106,3 @@ class ResNetBackbone(nn.Module):
         l3 = self.layer3(l2)  # 1/16
         l4 = self.layer4(l3)  # 1/32
         return [l1, l2, l3, l4]
-
-
-def is_matconvnet_file(weights) -> bool:
-    return isinstance(weights, (str, os.PathLike)) and str(weights).lower().endswith(".mat")
-
-
-def backbone_state(depth: str, weights) -> dict:
-    """A backbone state dict (torchvision names) from a torchvision weights name, a `.pth` file, a
-    MatConvNet ImageNet ResNet (`imagenet-resnet-<depth>-dag.mat`, MSRA form) or a dict."""
-    if isinstance(weights, dict):
-        return weights
-    if is_matconvnet_file(weights):
-        from refinenet.convert import imagenet_backbone_state  # the converter reads the DagNN graph
-
-        return imagenet_backbone_state(Path(weights), depth)
-    is_path = isinstance(weights, os.PathLike) or (isinstance(weights, str) and ("/" in weights or "." in weights))
-    if is_path:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone weights file {path} does not exist (expected a {depth} .pth)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
-            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                state = state[key]
-        return state
-    import torchvision
-
-    enum = torchvision.models.get_model_weights(depth)
-    if isinstance(weights, str):
-        weights = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-    if cached.is_file():
-        return torch.load(cached, map_location="cpu", weights_only=True)
-    try:
-        return weights.get_state_dict(progress=True)
-    except Exception as err:  # URLError, socket errors, SSL errors: all mean "could not download"
-        raise RuntimeError(
-            f"ImageNet weights {weights} for {depth} are not cached and could not be downloaded ({err}).\n"
-            f"Provide them in one of two ways:\n"
-            f"  * copy the file from {weights.url} to {cached}\n"
-            f"  * pass a local file: --backbone-weights /path/to/{depth}.pth (a torchvision state dict), or the\n"
-            f"    authors' MatConvNet ResNet: --backbone-weights imagenet-resnet-{depth[6:]}-dag.mat\n"
-            f"or train from random initialisation with --backbone-weights none."
-        ) from err
-
-
-def load_backbone_weights(model, weights) -> None:
-    """Load ImageNet weights into every backbone of `model` (a RefineNet).
-
-    `weights`: a torchvision weights enum or its name (e.g. "IMAGENET1K_V1", "DEFAULT"), a path to a
-    `.pth` file holding a torchvision ResNet state dict (`fc.*` keys are ignored), or the authors'
-    MatConvNet `imagenet-resnet-{50,101,152}-dag.mat` (the model must then have `resnet_form="msra"`,
-    which `build_refinenet` sets for such a file).
-    """
-    if is_matconvnet_file(weights) and model.config.resnet_form != "msra":
-        raise ValueError(f"{weights} is a MatConvNet (MSRA) ResNet: build the model with resnet_form='msra'")
-    state = backbone_state(model.config.backbone, weights)
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    for backbone in model.backbones:
-        missing, unexpected = backbone.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"backbone weights do not fit {model.config.backbone}: missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]}"
-            )

@@ -3,7 +3,8 @@
 * `convert_trained(src)`: `refinenet_res{101,152}_<dataset>.mat` -> a RefineNet with the options the
   file implies (MSRA ResNet, MATLAB bicubic fusion, the chained-pooling order and count it has) and a
   checkpoint dict (`CONVERTED_FORMAT`) that `refinenet.checkpoint.load_model` reads.
-* `imagenet_backbone_state(src, depth)`: `imagenet-resnet-<depth>-dag.mat` -> a backbone state dict.
+The ImageNet ResNets (`imagenet-resnet-<depth>-dag.mat`) are read by refinenet/backbone_weights.py through
+the same graph walk and checks (refinenet/convert_graph.py).
 
 Mapping follows the file's graph (layer types, inputs and outputs, parameter shapes), never names
 or positions alone: the ResNet is walked from its input unit by unit (a unit with a shortcut conv
@@ -28,15 +29,22 @@ import numpy as np
 import torch
 
 from refinenet.atomic import torch_save_atomic, write_text_atomic
-from refinenet.backbones import ResNetBackbone, resnet_channels
-from refinenet.convert_graph import ConversionError, RefineFound, ResNetFound, Walk, walk_refine, walk_resnet
+from refinenet.backbones import resnet_channels
+from refinenet.convert_graph import (
+    SELF_CHECK_SIZE,
+    ConversionError,
+    RefineFound,
+    ResNetFound,
+    Walk,
+    check_agreement,
+    check_complete,
+    walk_refine,
+    walk_resnet,
+)
 from refinenet.matconvnet import (
-    DagNN,
     MatConvNetError,
     TrainedRefineNetFile,
     filters_to_torch,
-    fix_padding_resnet,
-    read_imagenet_dagnn,
     read_trained_refinenet,
     run_dagnn,
     run_simplenn,
@@ -45,8 +53,6 @@ from refinenet.matconvnet import (
 from refinenet.model import RefineNet, RefineNetConfig
 
 CONVERTED_FORMAT = "refinenet-matconvnet-conversion/1"  # refinenet.checkpoint.load_model reads it
-SELF_CHECK_TOLERANCE = 1e-3  # max |ours - theirs| / max |theirs| on the score map; float32 rounding is ~1e-6
-SELF_CHECK_SIZE = (160, 192)  # the random input (H, W): every ResNet level at least 5 x 6 pixels
 # The authors' file names (main/demo_predict_mscale_<dataset>.m) -> our dataset names.
 FILE_DATASETS = {"voc2012": "voc2012", "cityscapes": "cityscapes", "nyud": "nyudv2", "person_parts": "person_part",
                  "pascalcontext": "pascal_context", "sunrgbd": "sunrgbd", "ade": "ade20k"}
@@ -59,40 +65,6 @@ VOID_CHANNEL = {"voc2012": "last", "cityscapes": "last", "nyudv2": "last", "sunr
 AUTHORS_MEAN_255, AUTHORS_STD_255 = (128.0, 128.0, 128.0), (1.0, 1.0, 1.0)
 FILE_PATTERN = re.compile(r"refinenet_res(\d+)_([a-z0-9_]+)\.mat$")
 
-
-# ---------------------------------------------------------------------------------------------
-# The ImageNet ResNet
-
-
-def imagenet_backbone_state(path: Path, depth: str | None = None) -> dict[str, torch.Tensor]:
-    """Backbone state dict (torchvision names) from MatConvNet's `imagenet-resnet-<depth>-dag.mat`,
-    checked against the file's own graph on a random input (pool5 / fc1000 / prob are not used)."""
-    dag = fix_padding_resnet(read_imagenet_dagnn(path))  # as the authors load it
-    walk = Walk(dag)
-    found = walk_resnet(walk)
-    if depth is not None and found.depth != depth:
-        raise ConversionError(f"{path}: the file holds a {found.depth}, the model needs a {depth}")
-    if not found.stride_in_1x1:
-        raise ConversionError(f"{path}: this ResNet strides in its 3x3 convs; MatConvNet's MSRA ResNets stride in "
-                              f"the first 1x1 conv")
-    backbone = ResNetBackbone(found.depth, "msra", found.width).eval()
-    for name in _classifier_params(dag):  # fc1000 is ImageNet's classifier, which a backbone leaves out
-        walk.theirs[f"fc.{name}"] = name
-    _check_complete(backbone.state_dict(), walk.state, [walk], str(path))
-    backbone.load_state_dict(walk.state)
-    x = torch.randn(1, 3, *SELF_CHECK_SIZE, generator=torch.Generator().manual_seed(0))
-    theirs = run_dagnn(dag, {found.input_var: x}, wanted=[found.level_vars[4]])[found.level_vars[4]]
-    with torch.inference_mode():
-        ours = backbone(x)[3]
-    _agree(ours, theirs, str(path))
-    return {k: v for k, v in walk.state.items()}
-
-
-def _classifier_params(dag: DagNN) -> set[str]:
-    """Parameters of the ImageNet classifier (fc1000 after pool5), which a backbone does not use."""
-    return {p for layer in dag.layers if layer.type == "dagnn.Conv" and any(
-        (dag.producer(v) is not None and dag.producer(v).type == "dagnn.Pooling"
-         and str(dag.producer(v).block.get("method", "")) == "avg") for v in layer.inputs) for p in layer.params}
 
 # ---------------------------------------------------------------------------------------------
 # The trained model
@@ -109,41 +81,6 @@ class Conversion:
     checkpoint: dict
     found: dict
     recheck: object = None  # () -> the self-check of `model` against the file's graph again (for tests)
-
-
-def _check_complete(ours: dict, state: dict, walks: list[Walk], source: str) -> None:
-    """Every parameter of ours set, every parameter of theirs used for one of ours, shapes equal; else an
-    error naming both sides, and nothing is loaded. `ours`: our state dict (shapes only are read)."""
-    counters = {k for k in ours if k.endswith("num_batches_tracked")}
-    theirs_of = {name: f"{w.dag.source.rsplit('group ', 1)[-1]}/{w.theirs[name]}" for w in walks for name in w.theirs}
-    unset = sorted(set(ours) - set(state) - counters)
-    unused = sorted({f"{w.dag.source.rsplit('group ', 1)[-1]}/{p}" for w in walks
-                     for p in set(w.dag.params) - set(w.theirs.values())}
-                    | {theirs_of.get(k, k) for k in set(state) - set(ours)})
-    if unset or unused:
-        raise ConversionError(f"{source}: ours left unset: {', '.join(unset[:4]) or 'none'}"
-                              f"{' ...' if len(unset) > 4 else ''}; theirs unused: {', '.join(unused[:4]) or 'none'}"
-                              f"{' ...' if len(unused) > 4 else ''}")
-    for name, value in state.items():
-        if tuple(ours[name].shape) != tuple(value.shape):
-            raise ConversionError(f"{source}: {theirs_of.get(name, name)} has shape {tuple(value.shape)}, ours "
-                                  f"{name} {tuple(ours[name].shape)}")
-    for key in counters:
-        state.setdefault(key, torch.zeros((), dtype=torch.long))
-
-
-def _agree(ours: torch.Tensor, theirs: torch.Tensor, source: str) -> dict:
-    if ours.shape != theirs.shape:
-        raise ConversionError(f"{source}: self-check failed: our output {tuple(ours.shape)}, the file's graph "
-                              f"{tuple(theirs.shape)}")
-    diff = float((ours - theirs).abs().max())
-    scale = float(theirs.abs().max())
-    result = {"max_abs_diff": diff, "max_abs_reference": scale, "relative": diff / max(scale, 1e-12),
-              "tolerance": SELF_CHECK_TOLERANCE, "input_shape": list(theirs.shape[:1]) + [3, *SELF_CHECK_SIZE]}
-    if not result["relative"] <= SELF_CHECK_TOLERANCE:
-        raise ConversionError(f"{source}: self-check failed: converted model and the file's own graph differ by "
-                              f"{diff:.3g} (relative {result['relative']:.3g} > {SELF_CHECK_TOLERANCE})")
-    return result
 
 
 def _feature_net(file: TrainedRefineNetFile, walk: Walk) -> tuple[ResNetFound, dict[int, str]]:
@@ -224,7 +161,7 @@ def convert_trained(path: Path, dataset: str | None = None) -> Conversion:
     with torch.device("meta"):  # no random init of ~100M parameters that are overwritten anyway
         model = RefineNet(config)
     state = {**feat.state, **refine_walk.state, "classifier.weight": weight, "classifier.bias": bias}
-    _check_complete(model.state_dict(), state, [feat, refine_walk], str(path))
+    check_complete(model.state_dict(), state, [feat, refine_walk], str(path))
     model.load_state_dict(state, strict=True, assign=True)
     model.eval()
     check = self_check(model, file, found, feat_outputs, levels, order)
@@ -250,7 +187,7 @@ def self_check(model: RefineNet, file: TrainedRefineNetFile, found: ResNetFound,
     theirs = run_simplenn(file.loss_layers, next(iter(refined.values())), str(file.path))[:, order]
     with torch.inference_mode():
         ours = model(x, upsample=False)
-    return _agree(ours, theirs, str(file.path))
+    return check_agreement(ours, theirs, str(file.path))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -256,3 +256,47 @@ def walk_refine(walk: Walk, level_of_input: dict[str, int]) -> RefineFound:
     others = [widths[m] for m in widths if m != 4]
     return RefineFound(others[0] if others else widths[4], widths[4], pool_counts[0],
                        orders.pop() if orders else "pool_conv", dict(level_of_input), adapt_counts, output_counts)
+
+
+# ---------------------------------------------------------------------------------------------
+# The checks every conversion passes
+
+SELF_CHECK_TOLERANCE = 1e-3  # max |ours - theirs| / max |theirs| on the score map; float32 rounding is ~1e-6
+SELF_CHECK_SIZE = (160, 192)  # the random input (H, W): every ResNet level at least 5 x 6 pixels
+
+
+def check_complete(ours: dict, state: dict, walks: list[Walk], source: str) -> None:
+    """Every parameter of ours set, every parameter of theirs used for one of ours, shapes equal; else an
+    error naming both sides, and nothing is loaded. `ours`: our state dict (shapes only are read)."""
+    counters = {k for k in ours if k.endswith("num_batches_tracked")}
+    theirs_of = {name: f"{w.dag.source.rsplit('group ', 1)[-1]}/{w.theirs[name]}" for w in walks for name in w.theirs}
+    unset = sorted(set(ours) - set(state) - counters)
+    unused = sorted({f"{w.dag.source.rsplit('group ', 1)[-1]}/{p}" for w in walks
+                     for p in set(w.dag.params) - set(w.theirs.values())}
+                    | {theirs_of.get(k, k) for k in set(state) - set(ours)})
+    if unset or unused:
+        raise ConversionError(f"{source}: ours left unset: {', '.join(unset[:4]) or 'none'}"
+                              f"{' ...' if len(unset) > 4 else ''}; theirs unused: {', '.join(unused[:4]) or 'none'}"
+                              f"{' ...' if len(unused) > 4 else ''}")
+    for name, value in state.items():
+        if tuple(ours[name].shape) != tuple(value.shape):
+            raise ConversionError(f"{source}: {theirs_of.get(name, name)} has shape {tuple(value.shape)}, ours "
+                                  f"{name} {tuple(ours[name].shape)}")
+    for key in counters:
+        state.setdefault(key, torch.zeros((), dtype=torch.long))
+
+
+def check_agreement(ours: torch.Tensor, theirs: torch.Tensor, source: str) -> dict:
+    """The self-check: our output and the file's own graph (run_dagnn) on the same random input agree to
+    SELF_CHECK_TOLERANCE of the reference's range; else an error with the difference."""
+    if ours.shape != theirs.shape:
+        raise ConversionError(f"{source}: self-check failed: our output {tuple(ours.shape)}, the file's graph "
+                              f"{tuple(theirs.shape)}")
+    diff = float((ours - theirs).abs().max())
+    scale = float(theirs.abs().max())
+    result = {"max_abs_diff": diff, "max_abs_reference": scale, "relative": diff / max(scale, 1e-12),
+              "tolerance": SELF_CHECK_TOLERANCE, "input_shape": list(theirs.shape[:1]) + [3, *SELF_CHECK_SIZE]}
+    if not result["relative"] <= SELF_CHECK_TOLERANCE:
+        raise ConversionError(f"{source}: self-check failed: converted model and the file's own graph differ by "
+                              f"{diff:.3g} (relative {result['relative']:.3g} > {SELF_CHECK_TOLERANCE})")
+    return result

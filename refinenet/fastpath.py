@@ -8,7 +8,7 @@
   recorded as "fp32 (tf32 convs)". bf16 / fp16 autocast only when asked (`--amp bf16`): bf16 changes
   some labels (results/efficiency.md).
 * CUDA: channels_last (exact; the usual layout for tensor-core convolutions). Not measured in this
-  project yet: no GPU (benchmarks/gpu_check.sh measures it).
+  project yet: no GPU (benchmarks/efficiency/gpu_check.sh measures it).
 * CPU: the layout is picked per machine from a short timing of both, cached (refinenet/cpu_layout.py):
   channels_last was 1.19x per training step on an Intel Xeon but 0.75x on an AMD EPYC. While batch
   norm trains (the standin and smoke profiles) NCHW is kept, for the reason below.

@@ -36,13 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from refinenet.backbone_weights import is_matconvnet_file, load_backbone_weights
 from refinenet.backbones import (
     BACKBONES,
     RESNET_FORMS,
     RESNET_WIDTH,
     ResNetBackbone,
-    is_matconvnet_file,
-    load_backbone_weights,
     resnet_channels,
 )
 from refinenet.matconvnet import matlab_imresize_crop

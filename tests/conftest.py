@@ -60,11 +60,11 @@ def private_cache(tmp_path_factory):
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Record every training and evaluation the table runner starts (benchmarks/store.py); they write what the
+    """Record every training and evaluation the table runner starts (benchmarks/tables/store.py); they write what the
     real ones would, in no time."""
     import json
 
-    from benchmarks import store
+    from benchmarks.tables import store
     from refinenet import data
     from refinenet.config import resolve
 

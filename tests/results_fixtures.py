@@ -1,4 +1,4 @@
-"""Small synthetic results CSVs in the agreed schema (benchmarks/measured.py COLUMNS) and in the
+"""Small synthetic results CSVs in the agreed schema (benchmarks/report/measured.py COLUMNS) and in the
 older one (OLD_COLUMNS), for the report, claims and notebook tests."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks import measured
-from benchmarks.paper_tables import load_paper_table, paper_value
-from benchmarks.tables import TABLES
+from benchmarks.report import measured
+from benchmarks.tables.paper_numbers import load_paper_table, paper_value
+from benchmarks.tables.specs import TABLES
 
 VOC_CLASSES = ["background", "aeroplane", "bicycle"]  # a few per-class rows are enough
 

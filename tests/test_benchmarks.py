@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks import report
-from benchmarks.paper_tables import load_paper_table
+from benchmarks.report import table_report
 from benchmarks.reproduce import main as reproduce
-from benchmarks.runner import RunOptions, paper_value, run_table
-from benchmarks.tables import TABLES
+from benchmarks.tables.paper_numbers import load_paper_table, paper_value
+from benchmarks.tables.run_options import RunOptions
+from benchmarks.tables.runner import run_table
+from benchmarks.tables.specs import TABLES
 from refinenet import data
 
 
@@ -48,7 +49,7 @@ def smoke_table9(tmp_path_factory):
 def test_smoke_run_writes_tidy_csv_markdown_and_png(smoke_table9):
     opts, frame = smoke_table9
     csv = pd.read_csv(opts.results / "table9.csv")
-    assert list(csv.columns) == report.COLUMNS
+    assert list(csv.columns) == table_report.COLUMNS
     assert len(csv) == 4 and set(csv["row"]) == set(TABLES[9].rows[i].label for i in range(4))
     assert set(csv["profile"]) == {"smoke"} and set(csv["data"]) == {"standin"}
     assert csv["paper_value"].tolist() == [40.3, 40.9, 42.5, 43.1]
@@ -78,7 +79,7 @@ def test_plots_rerender_from_the_csv_alone(smoke_table9):
     opts, _ = smoke_table9
     (opts.results / "table9.png").unlink()
     (opts.results / "table9.md").unlink()
-    assert report.main(["--results", str(opts.results)]) == 0
+    assert table_report.main(["--results", str(opts.results)]) == 0
     assert (opts.results / "table9.png").is_file() and (opts.results / "table9.md").is_file()
 
 

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 from results_fixtures import synthetic
 
-from benchmarks import claims, measured
-from benchmarks.claims import CLAIMS, BeatsOthers, Better, LessMemory
-from benchmarks.tables import TABLES
+from benchmarks.report import claims, measured
+from benchmarks.report.claims import CLAIMS, BeatsOthers, Better, LessMemory
+from benchmarks.tables.specs import TABLES
 
 CRP = "chained residual pooling helps"
 

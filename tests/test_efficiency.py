@@ -14,8 +14,8 @@ from refinenet.fastpath import EAGER_FP32, FastPath, apply_fast_path, autocast, 
 from refinenet.model import build_refinenet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import efficiency, efficiency_measure, efficiency_report, speed  # noqa: E402
-from benchmarks.memory import SavedActivations  # noqa: E402
+from benchmarks.efficiency import benchmark, measure, report, speed  # noqa: E402
+from benchmarks.efficiency.memory import SavedActivations  # noqa: E402
 
 
 def test_saved_activation_counter_counts_a_known_case_exactly():
@@ -46,15 +46,15 @@ def test_saved_activation_counter_works_on_meta():
 @pytest.mark.parametrize("name, stride", [("Dilated-ResNet-101-OS8", 8), ("Dilated-ResNet-101-OS4", 4),
                                           ("FCN-32s-ResNet-101", 32), ("RefineNet-101", 4)])
 def test_baselines_have_the_output_stride_of_fig_2(name, stride):
-    counts = efficiency_measure.analyse(name, 128)
+    counts = measure.analyse(name, 128)
     assert (counts["output_height"], counts["output_width"]) == (128 // stride, 128 // stride)
     assert counts["gflops_forward"] > 0 and counts["gflops_train_step"] > 2 * counts["gflops_forward"] * 0.9
 
 
 def test_dilated_network_keeps_more_activations_than_refinenet():
     # The paper's claim (Sec. 2, Fig. 2), in counted bytes: true at output stride 4.
-    refinenet = efficiency_measure.analyse("RefineNet-101", 256)["train_saved_activation_bytes"]
-    dilated4 = efficiency_measure.analyse("Dilated-ResNet-101-OS4", 256)["train_saved_activation_bytes"]
+    refinenet = measure.analyse("RefineNet-101", 256)["train_saved_activation_bytes"]
+    dilated4 = measure.analyse("Dilated-ResNet-101-OS4", 256)["train_saved_activation_bytes"]
     assert dilated4 > refinenet
 
 
@@ -81,7 +81,7 @@ def test_cpu_fast_paths_match_eager_fp32(fast):
 
 def test_quick_benchmark_writes_csv_png_and_md(tmp_path):
     # One cheap model, in this process: the schema, the figure and the summary are what is checked here.
-    assert efficiency.main(["--quick", "--in-process", "--out", str(tmp_path), "--models", "FCN-32s-ResNet-101",
+    assert benchmark.main(["--quick", "--in-process", "--out", str(tmp_path), "--models", "FCN-32s-ResNet-101",
                             "--sizes", "64", "--size", "64"]) == 0
     table = pd.read_csv(tmp_path / "efficiency.csv")
     expected = {"model", "input_size", "batch", "setting", "measurement", "value", "unit", "method", "dtype",
@@ -133,7 +133,7 @@ def test_quick_speed_run_compares_the_default_step_with_the_peer(tmp_path, small
 
 
 def test_gpu_check_script_refuses_to_run_without_a_gpu():
-    script = Path(efficiency.REPO) / "benchmarks" / "gpu_check.sh"
+    script = Path(benchmark.REPO) / "benchmarks" / "efficiency" / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     assert "RefineNet-50 RefineNet-101 RefineNet-152 --size 400" in script.read_text()
     if torch.cuda.is_available():
@@ -146,22 +146,22 @@ def test_gpu_check_script_refuses_to_run_without_a_gpu():
 def test_bench_records_the_default_step_against_the_peer(small_refinenet):
     job = {"kind": "speed", "device": "cpu", "model": "RefineNet-50", "size": 32, "batch": 1, "warmup": 1,
            "repeats": 1, "settings": ["default", "peer"]}
-    args = efficiency.parse_args(["--quick", "--models", "RefineNet-50", "--fast-path-size", "32"])
-    rows = efficiency.Rows(args, {"device": "cpu", "device_type": "cpu"})
-    for r in efficiency_measure.run_job(job) + efficiency_measure.run_job({"kind": "gemm", "device": "cpu", "n": 64}):
+    args = benchmark.parse_args(["--quick", "--models", "RefineNet-50", "--fast-path-size", "32"])
+    rows = benchmark.Rows(args, {"device": "cpu", "device_type": "cpu"})
+    for r in measure.run_job(job) + measure.run_job({"kind": "gemm", "device": "cpu", "n": 64}):
         rows.add(job["model"], 32, r.get("setting", "gemm"), r["measurement"], r["value"], r["unit"], r["method"],
                  r.get("dtype", "float32"))
     rows.add(job["model"], 32, "any", "gflops_train_step", 1.0, "GFLOPs", "meta device (shapes only)")
-    efficiency.add_flop_rates(rows)
+    benchmark.add_flop_rates(rows)
     table = pd.DataFrame(rows.rows)
     ratio = table[table.measurement == "speed_vs_peer"].set_index("setting").value
     assert set(ratio.index) == {"suite-default", "peer-eager-fp32"} and ratio["peer-eager-fp32"] == 1.0
     assert len(table[table.measurement == "train_step_fraction_of_fp32_gemm"]) == 2
-    section = "\n".join(efficiency_report._against_peer(table, args, "RefineNet-50"))
+    section = "\n".join(report._against_peer(table, args, "RefineNet-50"))
     assert "| suite-default | nchw+fp32 (REFINENET_CPU_LAYOUT=nchw) | fp32 |" in section and "fp32 GEMM" in section
 
 
-@pytest.mark.parametrize("script", [efficiency, speed])
+@pytest.mark.parametrize("script", [benchmark, speed])
 def test_bench_scripts_refuse_the_repositorys_results_from_a_dirty_tree(script, monkeypatch, tmp_path):
     from benchmarks import provenance
 
@@ -179,13 +179,13 @@ def test_bench_scripts_refuse_the_repositorys_results_from_a_dirty_tree(script, 
 def test_report_blames_contention_only_on_load_present_before_the_benchmark(monkeypatch):
     import argparse
 
-    monkeypatch.setattr(efficiency_report.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(report.os, "cpu_count", lambda: 2)
     args = argparse.Namespace(batch=1, quick=False, repeats=3, warmup=1, sizes=[256], timed_sizes=[256])
     common = {"device": "test CPU", "device_type": "cpu", "torch": "2.x", "code_version": "abc", "date": "today"}
 
     def intro(start: float, end: float) -> str:
         notes = {"minutes": 1.0, "load_average": [start, start, start], "load_average_end": [end, end, end]}
-        return " ".join(efficiency_report._introduction(args, common, notes, ""))
+        return " ".join(report._introduction(args, common, notes, ""))
 
     assert "contention" not in intro(0.3, 2.4)  # the end's load is the benchmark's own two threads
     assert "contention" in intro(1.6, 2.4)

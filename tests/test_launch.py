@@ -12,10 +12,10 @@ import os
 import pytest
 import submitit
 
-from benchmarks import launch, runner, store
-from benchmarks.launch import LaunchOptions
 from benchmarks.reproduce import main as reproduce
-from benchmarks.runner import RunOptions, Session
+from benchmarks.tables import executors, launch, store, trained
+from benchmarks.tables.executors import LaunchOptions
+from benchmarks.tables.run_options import RunOptions, Session
 from refinenet import data
 from refinenet.config import resolve
 
@@ -24,7 +24,7 @@ def test_slurm_job_asks_for_its_partition_gpus_one_task_per_gpu_time_and_extras(
     monkeypatch.setattr(submitit.SlurmExecutor, "affinity", staticmethod(lambda: 1))  # no srun here
     options = LaunchOptions(launcher="slurm", partition="gpu", gpus_per_job=4, timeout_min=90,
                             slurm_extra=("account=lab", "cpus_per_task=8", "mail-type=END", "reservation=big"))
-    executor = launch.slurm_executor(tmp_path, options)
+    executor = executors.slurm_executor(tmp_path, options)
     sbatch = executor._make_submission_file_text("python -m job", "uid")
     for line in ("--partition=gpu", "--gpus-per-node=4", "--ntasks-per-node=4", "--time=90", "--account=lab",
                  "--cpus-per-task=8", "--mail-type=END", "--reservation=big", "--signal=USR2@120",
@@ -41,9 +41,9 @@ def test_slurm_extra_without_a_value_is_rejected_naming_the_option(tmp_path, cap
 
 def test_slurm_driver_keys_the_store_with_the_jobs_device_not_its_own():
     opts = RunOptions(device="auto")
-    assert launch.driver_options(opts, LaunchOptions(launcher="slurm", gpus_per_job=2)).device == "cuda"
-    assert launch.driver_options(opts, LaunchOptions(launcher="slurm", gpus_per_job=0)).device == "cpu"
-    assert launch.driver_options(opts, LaunchOptions(launcher="local")).device == "auto"
+    assert executors.driver_options(opts, LaunchOptions(launcher="slurm", gpus_per_job=2)).device == "cuda"
+    assert executors.driver_options(opts, LaunchOptions(launcher="slurm", gpus_per_job=0)).device == "cpu"
+    assert executors.driver_options(opts, LaunchOptions(launcher="local")).device == "auto"
 
 
 @pytest.fixture
@@ -106,4 +106,4 @@ def test_rows_of_several_tables_that_share_a_model_run_in_its_one_job(tmp_path, 
     assert len(works) == 2  # NYUDv2 and Person-Part ResNet-152
     assert [(n, r.label) for n, r in by_dataset["nyudv2"].rows] == [(2, "ResNet-152, pool yes, msc yes"),
                                                                     (3, "RefineNet-Res152")]
-    assert runner.ModelWork is type(works[0])
+    assert trained.ModelWork is type(works[0])

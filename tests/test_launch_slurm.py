@@ -8,10 +8,10 @@ import json
 import pytest
 import submitit
 
-from benchmarks import launch
-from benchmarks.launch import LaunchOptions
 from benchmarks.reproduce import main as reproduce
-from benchmarks.runner import RunOptions, Session
+from benchmarks.tables import executors, launch
+from benchmarks.tables.executors import LaunchOptions
+from benchmarks.tables.run_options import RunOptions, Session
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +20,7 @@ def no_srun(monkeypatch):
 
 
 def sbatch_text(tmp_path, workers: int = 0, **options) -> str:
-    executor = launch.slurm_executor(tmp_path, LaunchOptions(launcher="slurm", **options), workers)
+    executor = executors.slurm_executor(tmp_path, LaunchOptions(launcher="slurm", **options), workers)
     return executor._make_submission_file_text("python -m job", "uid")
 
 
@@ -53,7 +53,7 @@ def test_the_plan_shows_each_slurm_jobs_request(tmp_path, capsys):
 def test_sbatch_errors_become_one_quoted_line():
     message = ("sbatch: error: invalid partition specified: nosuch\n"
                "sbatch: error: Batch job submission failed: Invalid partition name specified\n")
-    assert launch.scheduler_words(message) == ('"invalid partition specified: nosuch; Batch job submission failed: '
+    assert executors.scheduler_words(message) == ('"invalid partition specified: nosuch; Batch job submission failed: '
                                                'Invalid partition name specified" (sbatch)')
 
 

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from refinenet import build_refinenet
+from refinenet.backbone_weights import imagenet_backbone_state
 from refinenet.checkpoint import load_model
 from refinenet.cli import main as refinenet_main
-from refinenet.convert import ConversionError, cached_conversion, convert_trained, imagenet_backbone_state
+from refinenet.convert import ConversionError, cached_conversion, convert_trained
 from refinenet.matconvnet import MatConvNetError, read_trained_refinenet
 from refinenet.recipe import AUTHORS_MEAN, AUTHORS_STD, recipe_for
 

@@ -9,7 +9,7 @@ import torch
 from refinenet.model import ChainedResidualPooling, MultiResolutionFusion, ResidualConvUnit, build_refinenet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.memory import SavedActivations  # noqa: E402
+from benchmarks.efficiency.memory import SavedActivations  # noqa: E402
 
 
 def _train_step(memory_lean: bool, freeze_batchnorm: bool = True):

@@ -7,12 +7,12 @@ import nbformat
 import pytest
 from results_fixtures import synthetic, write
 
-from benchmarks.notebooks import NOTEBOOKS, REPO, execute, notebook_paths
+from benchmarks.report.notebooks import NOTEBOOKS, REPO, execute, notebook_paths
 
 
 def test_committed_notebooks_match_their_generator():
     for path, generated in notebook_paths().items():
-        assert path.is_file(), f"{path} missing: run python -m benchmarks.notebooks --write"
+        assert path.is_file(), f"{path} missing: run python -m benchmarks.report.notebooks --write"
         committed = nbformat.read(path, as_version=4)
         nbformat.validate(committed)
         assert [c.source for c in committed.cells] == [c.source for c in generated.cells], path.name

@@ -1,4 +1,4 @@
-"""benchmarks/paper/table1..9.csv: the paper's Tables 1-9, checked for transcription slips."""
+"""benchmarks/tables/paper/table1..9.csv: the paper's Tables 1-9, checked for transcription slips."""
 
 import re
 import sys
@@ -10,8 +10,8 @@ import pytest
 from refinenet.data.voc2012 import INFO as VOC_INFO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import paper_tables  # noqa: E402
-from benchmarks.paper_tables import COLUMNS, DATASETS, METRICS, TABLES, load_all, load_paper_table  # noqa: E402
+from benchmarks.tables import paper_numbers  # noqa: E402
+from benchmarks.tables.paper_numbers import COLUMNS, DATASETS, METRICS, TABLES, load_all, load_paper_table  # noqa: E402
 
 ROWS_PER_TABLE = {1: 7, 2: 12, 3: 14, 4: 231, 5: 8, 6: 9, 7: 14, 8: 7, 9: 4}
 VOC_CLASSES = list(VOC_INFO.class_names[1:])  # Table 4 prints no background column
@@ -35,7 +35,7 @@ def value(df: pd.DataFrame, **where) -> float:
 
 @pytest.mark.parametrize("n", TABLES)
 def test_every_file_has_the_same_columns_and_dtypes(n):
-    header = paper_tables.table_path(n).read_text(encoding="utf-8").splitlines()[0]
+    header = paper_numbers.table_path(n).read_text(encoding="utf-8").splitlines()[0]
     assert tuple(header.split(",")) == COLUMNS
     df = load_paper_table(n)
     assert tuple(df.columns) == COLUMNS
@@ -73,7 +73,7 @@ def test_splits_per_dataset(everything):
 
 
 def test_missing_file_is_named(monkeypatch, tmp_path):
-    monkeypatch.setattr(paper_tables, "PAPER_DIR", tmp_path)
+    monkeypatch.setattr(paper_numbers, "PAPER_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="table3.csv"):
         load_paper_table(3)
     with pytest.raises(ValueError):
@@ -247,8 +247,8 @@ def test_matches_the_paper_text(shared_dir, n):
 
 
 def test_numbers_stated_in_the_text_quote_their_sentence():
-    text = paper_tables.load_paper_text()
-    assert list(text.columns) == list(paper_tables.TEXT_COLUMNS[1:])
+    text = paper_numbers.load_paper_text()
+    assert list(text.columns) == list(paper_numbers.TEXT_COLUMNS[1:])
     for key, row in text.iterrows():
         assert f"{row['value']:g}%" in row["quote"] or f"{row['value']:g}" in row["quote"], key
         assert row["dataset"] in DATASETS and row["metric"] in METRICS
@@ -260,7 +260,7 @@ def test_text_numbers_appear_verbatim_in_the_paper(shared_dir):
     if not paper.is_file():
         pytest.skip(f"{paper} is not present")
     flat = " ".join(paper.read_text(encoding="utf-8").split())
-    for key, row in paper_tables.load_paper_text().iterrows():
+    for key, row in paper_numbers.load_paper_text().iterrows():
         # the paper breaks this sentence around Table 5; compare each side of the break
         for part in row["quote"].split(" for this dataset, "):
             assert part.rstrip(".") in flat, key

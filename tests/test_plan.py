@@ -3,9 +3,10 @@
 import pandas as pd
 import pytest
 
-from benchmarks import plan
 from benchmarks.reproduce import main as reproduce
-from benchmarks.runner import RunOptions, run_table
+from benchmarks.tables import plan
+from benchmarks.tables.run_options import RunOptions
+from benchmarks.tables.runner import run_table
 
 
 def test_models_shared_by_tables_appear_once_with_every_row_they_serve():

@@ -165,31 +165,33 @@ REPO = Path(__file__).resolve().parents[1]
 def test_table4_says_the_papers_voc_models_were_pretrained_on_coco(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from benchmarks import report
-    from benchmarks.notebooks import table_notebook
+    from benchmarks.report import table_report
+    from benchmarks.report.notebooks import table_notebook
 
-    frame = report.read_results(4, REPO / "results")
-    assert "MS COCO" in report.markdown(4, frame)
+    frame = table_report.read_results(4, REPO / "results")
+    assert "MS COCO" in table_report.markdown(4, frame)
     titles = []
     real = Figure.suptitle
     monkeypatch.setattr(Figure, "suptitle", lambda fig, text, **kw: titles.append(text) or real(fig, text, **kw))
-    report.plot(4, frame, tmp_path / "table4.png")
+    table_report.plot(4, frame, tmp_path / "table4.png")
     assert "MS COCO" in titles[0]
     assert "MS COCO" in table_notebook(4).cells[0].source
     assert "MS COCO" in (REPO / "README.md").read_text()
-    assert "MS COCO" not in report.markdown(9, report.read_results(9, REPO / "results"))  # Table 4's remark only
+    table9 = table_report.read_results(9, REPO / "results")
+    assert "MS COCO" not in table_report.markdown(9, table9)  # Table 4's remark only
 
 
 def test_results_notebooks_and_readme_link_the_table_of_record():
-    from benchmarks import report
-    from benchmarks.notebooks import notebook_paths
+    from benchmarks.report import table_report
+    from benchmarks.report.notebooks import notebook_paths
 
     protocol = REPO / "docs" / "protocol.md"
     rows = [line for line in protocol.read_text().splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) > 30
     assert "(docs/protocol.md)" in (REPO / "README.md").read_text()
     for number in (2, 4):
-        assert "(../docs/protocol.md)" in report.markdown(number, report.read_results(number, REPO / "results"))
+        frame = table_report.read_results(number, REPO / "results")
+        assert "(../docs/protocol.md)" in table_report.markdown(number, frame)
     for path, book in notebook_paths().items():
         assert "(../docs/protocol.md)" in book.cells[0].source, path.name
 

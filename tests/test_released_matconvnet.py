@@ -14,8 +14,8 @@ import matconvnet_files as mf
 import pandas as pd
 import pytest
 
-from benchmarks import released
 from benchmarks.reproduce import main as reproduce
+from benchmarks.tables import released
 from refinenet import data
 
 FILE = "refinenet_res101_person_parts.mat"

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks import released
 from benchmarks.reproduce import main as reproduce
+from benchmarks.tables import released
 from refinenet import data
 from refinenet.model import build_refinenet
 from refinenet.released import to_released_state_dict

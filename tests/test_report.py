@@ -8,12 +8,12 @@ from matplotlib.collections import LineCollection
 from matplotlib.patches import Rectangle
 from results_fixtures import old_schema, synthetic, write
 
-from benchmarks import claims, measured, plots, report, summaries
-from benchmarks.tables import TABLES
+from benchmarks.report import claims, measured, plots, summaries, table_report
+from benchmarks.tables.specs import TABLES
 
 
 def _md(number, frame):
-    return report.markdown(number, frame)
+    return table_report.markdown(number, frame)
 
 
 def _title(number, frame):
@@ -219,7 +219,7 @@ def test_table4_figure_shows_mean_iou_beside_the_per_class_panels():
 
 def test_main_writes_tables_and_claims_beside_the_csvs(tmp_path):
     write(synthetic(9, lambda row, metric, seed: 40.0, profile="standin", data="standin"), tmp_path, 9)
-    assert report.main(["--results", str(tmp_path)]) == 0
+    assert table_report.main(["--results", str(tmp_path)]) == 0
     for name in ("table9.md", "table9.png", "claims.csv", "claims.md"):
         assert (tmp_path / name).is_file()
     lines = claims.read(tmp_path / "claims.csv")
@@ -232,7 +232,7 @@ def test_rendering_one_table_refreshes_the_claims_from_every_csv(tmp_path):
     write(synthetic(9, lambda row, metric, seed: 40.0), tmp_path, 9)
     two = synthetic(2, lambda row, metric, seed: 40.0)
     write(two, tmp_path, 2)
-    report.render(2, two, tmp_path)  # as the runner does after writing table2.csv
+    table_report.render(2, two, tmp_path)  # as the runner does after writing table2.csv
     lines = claims.read(tmp_path / "claims.csv")
     assert {"2", "9"} <= set(lines[lines["verdict"] != "not measured"]["table"])
     assert not (tmp_path / "table9.md").exists()
@@ -240,7 +240,7 @@ def test_rendering_one_table_refreshes_the_claims_from_every_csv(tmp_path):
 
 def test_a_failed_claims_rendering_keeps_the_previous_files(tmp_path, monkeypatch):
     write(synthetic(9, lambda row, metric, seed: 40.0), tmp_path, 9)
-    assert report.main(["--results", str(tmp_path)]) == 0
+    assert table_report.main(["--results", str(tmp_path)]) == 0
     before = (tmp_path / "claims.md").read_text()
 
     def broken(lines):
@@ -248,7 +248,7 @@ def test_a_failed_claims_rendering_keeps_the_previous_files(tmp_path, monkeypatc
 
     monkeypatch.setattr(claims, "markdown", broken)
     with pytest.raises(RuntimeError):
-        report.main(["--results", str(tmp_path)])
+        table_report.main(["--results", str(tmp_path)])
     assert (tmp_path / "claims.md").read_text() == before
     assert not list(tmp_path.glob(".*tmp"))
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from benchmarks import store
+from benchmarks.tables import store
 from refinenet import data
 from refinenet.checkpoint import load_checkpoint
 from refinenet.cli import main

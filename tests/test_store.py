@@ -14,9 +14,13 @@ import subprocess
 import pandas as pd
 import pytest
 
-from benchmarks import provenance, report, runner, store
+from benchmarks import provenance
+from benchmarks.report import table_report
 from benchmarks.reproduce import main as reproduce
-from benchmarks.runner import RunOptions, Session, run_table
+from benchmarks.tables import data_roots, rows, run_options, store, trained
+from benchmarks.tables.run_options import RunOptions, Session
+from benchmarks.tables.runner import run_table
+from benchmarks.tables.specs import TABLES
 from refinenet.config import EvalConfig
 from refinenet.preflight import PreflightError
 from refinenet.recipe import get_recipe
@@ -44,7 +48,7 @@ def test_changing_iterations_seed_or_data_root_trains_a_new_model_and_the_csv_sa
     assert "it7" in run_table(9, dataclasses.replace(opts, rows=("single",), iterations=7))["model_key"].iloc[0]
     assert len(calls["train"]) == 4  # ... and each of those is kept: asking again trains nothing
     csv = pd.read_csv(opts.results / "table9.csv")
-    assert list(csv.columns) == report.COLUMNS and csv["iterations"].tolist() == [7]
+    assert list(csv.columns) == table_report.COLUMNS and csv["iterations"].tolist() == [7]
 
 
 def test_changing_the_profile_trains_a_new_model_and_the_csv_says_so(calls, opts):
@@ -57,8 +61,8 @@ def test_changing_the_profile_trains_a_new_model_and_the_csv_says_so(calls, opts
 
 
 def test_the_store_says_whether_a_model_is_trained(calls, opts):
-    root = runner.dataset_root("nyudv2", opts)
-    cfg = runner.train_config(runner.TABLES[9].rows[0], root, opts, 0)
+    root = data_roots.dataset_root("nyudv2", opts)
+    cfg = trained.train_config(TABLES[9].rows[0], root, opts, 0)
     model = store.model_entry(opts.results / "runs", cfg, "smoke", store.data_identity("nyudv2", root, cfg.split))
     assert not store.is_trained(model)
     record = store.trained_model(model, cfg, {"code_version": "x", "dirty": False})
@@ -68,10 +72,10 @@ def test_the_store_says_whether_a_model_is_trained(calls, opts):
 
 
 def test_changing_the_profile_changes_the_model_key(opts, tmp_path):
-    root = runner.dataset_root("nyudv2", opts)
+    root = data_roots.dataset_root("nyudv2", opts)
     ids = store.data_identity("nyudv2", root, "train")
-    row = runner.TABLES[9].rows[0]
-    keys = {profile: store.model_entry(tmp_path, runner.train_config(row, root, dataclasses.replace(
+    row = TABLES[9].rows[0]
+    keys = {profile: store.model_entry(tmp_path, trained.train_config(row, root, dataclasses.replace(
         opts, profile=profile), 0), profile, ids).name for profile in ("smoke", "standin", "paper")}
     standin_iterations = get_recipe("standin").iterations_for("nyudv2")
     assert len(set(keys.values())) == 3 and f"-standin-it{standin_iterations}-" in keys["standin"]
@@ -119,9 +123,9 @@ def test_table_3_and_table_9s_4_cascaded_reuse_table_2s_nyudv2_models(calls, opt
 
 def test_the_twenty_distinct_models_of_tables_1_to_9(opts, tmp_path, monkeypatch):
     monkeypatch.setattr(store, "data_identity", lambda dataset, root, split: {"dataset": dataset, "split": split})
-    keys = {store.model_entry(tmp_path, runner.train_config(row, tmp_path, opts, 0), "smoke",
+    keys = {store.model_entry(tmp_path, trained.train_config(row, tmp_path, opts, 0), "smoke",
                               store.data_identity(row.dataset, tmp_path, "train")).name
-            for table in runner.TABLES.values() for row in table.rows}
+            for table in TABLES.values() for row in table.rows}
     assert len(keys) == 20
 
 
@@ -159,7 +163,7 @@ def test_rows_carry_chance_precision_device_and_provenance(calls, opts):
 
 
 def test_progress_says_which_model_and_row(opts):
-    progress = runner.TableProgress(2, models=8, rows=12, enabled=False)
+    progress = rows.TableProgress(2, models=8, rows=12, enabled=False)
     progress.next_model()
     assert progress.text == "table 2: model 1/8, row 1/12"
     for _ in range(4):
@@ -215,7 +219,7 @@ def test_an_unknown_row_pattern_lists_the_rows(opts):
 
 
 def test_a_bad_file_stops_the_table_before_any_training(calls, opts):
-    root = runner.dataset_root("nyudv2", opts)
+    root = data_roots.dataset_root("nyudv2", opts)
     bad = sorted((root / "images").iterdir())[0]
     bad.write_bytes(b"not an image")
     with pytest.raises(PreflightError, match=bad.name):
@@ -225,7 +229,7 @@ def test_a_bad_file_stops_the_table_before_any_training(calls, opts):
 
 def dirty(monkeypatch):
     state = provenance.Provenance("abc1234-dirty", True, "d1ff", "2.x", "cpu (test, 1 threads)")
-    monkeypatch.setattr(runner, "read_provenance", lambda device: state)
+    monkeypatch.setattr(run_options, "read_provenance", lambda device: state)
 
 
 def test_a_dirty_tree_cannot_write_the_repositorys_results(calls, monkeypatch, tmp_path, capsys):
@@ -236,7 +240,7 @@ def test_a_dirty_tree_cannot_write_the_repositorys_results(calls, monkeypatch, t
     err = capsys.readouterr().err
     assert "uncommitted changes" in err and "--allow-dirty" in err
     assert calls["train"] == [] and (target.stat().st_mtime_ns if target.exists() else None) == before
-    provenance.check_results_folder(provenance.REPO / "results", runner.read_provenance("cpu"), allow_dirty=True)
+    provenance.check_results_folder(provenance.REPO / "results", run_options.read_provenance("cpu"), allow_dirty=True)
 
 
 def test_a_dirty_tree_may_write_elsewhere_and_every_row_says_so(calls, monkeypatch, opts):
@@ -251,7 +255,7 @@ def test_models_made_from_a_dirty_tree_keep_their_rows_dirty(calls, monkeypatch,
         dirty(patch)
         run_table(9, dataclasses.replace(opts, rows=("single",)))
     clean = provenance.Provenance("abc1234", False, None, "2.x", "cpu (test, 1 threads)")
-    monkeypatch.setattr(runner, "read_provenance", lambda device: clean)
+    monkeypatch.setattr(run_options, "read_provenance", lambda device: clean)
     frame = run_table(9, dataclasses.replace(opts, rows=("single",)))
     assert frame["dirty"].all() and len(calls["train"]) == 1  # reused, and still marked
 

@@ -9,9 +9,10 @@ import json
 import pytest
 import torch
 
-from benchmarks import plan, store
-from benchmarks.runner import RunOptions, run_table
-from benchmarks.tables import TABLES
+from benchmarks.tables import plan, store
+from benchmarks.tables.run_options import RunOptions
+from benchmarks.tables.runner import run_table
+from benchmarks.tables.specs import TABLES
 from refinenet import data
 from refinenet import train as train_module
 from refinenet.checkpoint import CheckpointError
@@ -100,25 +101,25 @@ def test_table4_smoke_run_trains_the_coco_stage_then_the_voc_model_from_it(tmp_p
 
 
 def test_a_voc_model_from_an_earlier_coco_stage_is_trained_again(tmp_path, monkeypatch):
-    from benchmarks import runner
+    from benchmarks.tables import trained
 
-    trained = []
+    stages = []
 
     def fake_trained_model(entry, cfg, stamp):
-        trained.append(entry.folder.name)
+        stages.append(entry.folder.name)
         entry.folder.mkdir(parents=True, exist_ok=True)
         (entry.folder / "done.json").write_text("{}")
         return {}
 
     monkeypatch.setattr(store, "trained_model", fake_trained_model)
-    coco = runner.ModelWork(None, store.Entry(tmp_path / "coco", {}), tmp_path)
-    voc = runner.ModelWork(None, store.Entry(tmp_path / "voc", {}), tmp_path, init=coco)
+    coco = trained.ModelWork(None, store.Entry(tmp_path / "coco", {}), tmp_path)
+    voc = trained.ModelWork(None, store.Entry(tmp_path / "voc", {}), tmp_path, init=coco)
     (tmp_path / "voc").mkdir()
     (tmp_path / "voc" / "done.json").write_text("{}")  # finished from a COCO model that is gone
     (tmp_path / "voc" / "stale").write_text("")
-    runner.trained_stages(voc, {})
-    assert trained == ["coco", "voc"] and not (tmp_path / "voc" / "stale").exists()
-    trained.clear()
+    trained.trained_stages(voc, {})
+    assert stages == ["coco", "voc"] and not (tmp_path / "voc" / "stale").exists()
+    stages.clear()
     (tmp_path / "voc" / "kept").write_text("")
-    runner.trained_stages(voc, {})  # both finished: the VOC model is kept
-    assert trained == ["coco", "voc"] and (tmp_path / "voc" / "kept").exists()
+    trained.trained_stages(voc, {})  # both finished: the VOC model is kept
+    assert stages == ["coco", "voc"] and (tmp_path / "voc" / "kept").exists()

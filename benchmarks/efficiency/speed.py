@@ -15,12 +15,12 @@ Beside it, the FLOP/s of a large fp32 matmul on the same device and threads (the
 limit) and each setting's achieved FLOP/s (FlopCounterMode's convolution / matmul count of a training
 step) as a fraction of it.
 
-    python -m benchmarks.speed                 # this machine: the default step vs the peer
-    python -m benchmarks.speed --device cuda --models RefineNet-50 RefineNet-101 RefineNet-152 --size 400 \\
-        --settings default channels_last+bf16 peer          # what benchmarks/gpu_check.sh runs
+    python -m benchmarks.efficiency.speed                 # this machine: the default step vs the peer
+    python -m benchmarks.efficiency.speed --device cuda --models RefineNet-50 RefineNet-101 RefineNet-152 --size 400 \\
+        --settings default channels_last+bf16 peer          # what benchmarks/efficiency/gpu_check.sh runs
 
 Writes <out>/training_speed.csv (one row per model and setting, device recorded) and prints a table.
-`nox -s bench` runs the same comparison for RefineNet-101 (benchmarks/efficiency.py).
+`nox -s bench` runs the same comparison for RefineNet-101 (benchmarks/efficiency/benchmark.py).
 """
 
 from __future__ import annotations
@@ -36,16 +36,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from benchmarks.efficiency_measure import MODELS, NUM_CLASSES, build_model  # noqa: E402
-from refinenet.atomic import write_text_atomic  # noqa: E402
-from refinenet.fastpath import (  # noqa: E402
+from benchmarks.efficiency.models import MODELS, NUM_CLASSES, build_model
+from benchmarks.provenance import REPO, DirtyTreeError, device_description, results_code_version
+from refinenet.atomic import write_text_atomic
+from refinenet.fastpath import (
     EAGER_FP32,
     FastPath,
     apply_fast_path,
@@ -54,9 +50,9 @@ from refinenet.fastpath import (  # noqa: E402
     precision_name,
     prepare_input,
 )
-from refinenet.loss import segmentation_loss, training_scores  # noqa: E402
-from refinenet.recipe import get_recipe  # noqa: E402
-from refinenet.train import build_optimizer  # noqa: E402
+from refinenet.loss import segmentation_loss, training_scores
+from refinenet.recipe import get_recipe
+from refinenet.train import build_optimizer
 
 PEER = "peer"
 # how efficiency.csv names these settings (its "setting" column)
@@ -176,7 +172,7 @@ def compare(name: str, size: int, setting_names: list[str], device: torch.device
 
 
 def bench_rows(job: dict) -> list[dict]:
-    """What `nox -s bench` records (benchmarks/efficiency.py, a worker job): the fp32 GEMM's FLOP/s
+    """What `nox -s bench` records (benchmarks/efficiency/benchmark.py, a worker job): the fp32 GEMM's FLOP/s
     (`kind` "gemm"), or the paper-recipe step under each setting against the peer (`kind` "speed")."""
     device = torch.device(job["device"])
     if job["kind"] == "gemm":
@@ -198,7 +194,7 @@ def bench_rows(job: dict) -> list[dict]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.efficiency.speed", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--models", nargs="+", choices=[m for m, (family, _) in MODELS.items() if family == "refinenet"])
     p.add_argument("--size", type=int, help="crop size (paper recipe: 400; default 400 on a GPU, 256 on a CPU)")
@@ -225,9 +221,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from benchmarks.efficiency import device_description
-    from benchmarks.provenance import DirtyTreeError, results_code_version
-
     try:
         version = results_code_version(args.out, args.allow_dirty)
     except DirtyTreeError as err:

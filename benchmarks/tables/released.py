@@ -1,6 +1,6 @@
 """The authors' released models in the table runs (`--profile released`) and in their own summary.
 
-Two kinds of file serve a row (`Row.weights` in benchmarks/tables.py, the authors' own first):
+Two kinds of file serve a row (`Row.weights` in benchmarks/tables/specs.py, the authors' own first):
 * `refinenet_res{101,152}_<dataset>.mat`, the authors' MatConvNet models, 14 in all (refinenet/convert.py
   converts each once, cached by its SHA-256, and checks the conversion against the file's own graph);
 * `refinenet{50,101,152}_{voc,nyu}.pth.tar`, the PyTorch conversions once hosted on CloudStor (refinenet/released.py).
@@ -8,9 +8,10 @@ Two kinds of file serve a row (`Row.weights` in benchmarks/tables.py, the author
 lists every other row as "no released weights", its measured value empty. Where a model's configuration
 differs from the row's, `released_note` says how.
 
+`released_rows` evaluates a table's rows; `run_released_summary` writes
 `results/released.csv` / `.md` (`summary_records`, `summary_markdown`): each given checkpoint on its
 dataset's measured split, single- and multi-scale, beside the paper's figure for that setting and the
-figure its converters published (benchmarks/paper/released_published.csv).
+figure its converters published (benchmarks/tables/paper/released_published.csv).
 """
 
 from __future__ import annotations
@@ -20,10 +21,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.paper_tables import PAPER_DIR, load_paper_table, paper_value
-from benchmarks.tables import AUTHORS_DATASET_NAMES, TABLES, Row, authors_model
+from benchmarks.provenance import precision
+from benchmarks.tables import store
+from benchmarks.tables.data_roots import check_data, real_root
+from benchmarks.tables.paper_numbers import PAPER_DIR, load_paper_table, paper_value
+from benchmarks.tables.rows import TableProgress, check_before_writing, eval_config, percent, row_records
+from benchmarks.tables.run_options import RunOptions, Session
+from benchmarks.tables.specs import AUTHORS_DATASET_NAMES, MEASURED_SPLIT, TABLES, TEST_SERVER, Row, authors_model
 from refinenet.atomic import write_text_atomic
+from refinenet.config import EvalConfig
 from refinenet.convert import file_sha256 as sha256_of
+from refinenet.inference import PAPER_SCALES
+from refinenet.metrics import chance_scores
+from refinenet.preflight import check_splits
 from refinenet.recipe import default_pooling_blocks
 
 # The published names: dataset and backbone of each; the authors' MatConvNet models first.
@@ -188,3 +198,81 @@ def summary_markdown(frame: pd.DataFrame) -> str:
         lines.append(f"| {r.checkpoint} | {r.split} | {'multi' if r.msc else 'single'} | {r.metric} | "
                      f"{_cell(r.measured_value)} | {_cell(r.chance_value)} | {paper} | {published} | {r.note or ''} |")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluating them: a table's rows (profile released) and the summary
+
+
+def released_rows(number: int, rows: list[Row], paper: pd.DataFrame, session: Session) -> list[dict]:
+    opts, stamp = session.opts, session.provenance.stamp()
+    covered = [row for row in rows if row.weights]
+    describe = {row.key: f"table {number} '{row.label}' ({row.dataset})" for row in covered}
+    chosen = require_weights(opts.weights, {describe[row.key]: row.weights for row in covered})
+    roots = check_data(covered, opts, training=False)
+    progress = TableProgress(number, len({chosen[d][0] for d in chosen}), len(rows), opts.progress)
+    records, seen = [], []
+    try:
+        for row in rows:
+            if not row.weights:
+                records += row_records(number, row, paper, None, {"note": "no released weights"}, session)
+                progress.row_done()
+                continue
+            name, path = chosen[describe[row.key]]
+            if name not in seen:
+                seen.append(name)
+                progress.next_model()
+            sha = file_sha256(path, Path(opts.cache) / "sha256.json")
+            checkpoint, found = checkpoint_for(name, path, Path(opts.cache))
+            ev_cfg = eval_config(row, checkpoint, roots[row.dataset], opts)
+            test_server = TEST_SERVER.get(row.dataset)
+            ev = session.fresh(store.eval_entry(
+                session.store_dir, {"released": name, "sha256": sha}, ev_cfg,
+                session.data_identity(row.dataset, roots[row.dataset], row.split), test_server))
+            evaluation = store.evaluated(ev, ev_cfg, test_server, stamp)
+            columns = {"data": ev.key["data"]["kind"],
+                       "precision": precision(None, evaluation["result"].get("precision")),
+                       "model_key": f"{name}@{sha[:16]}", "eval_key": ev.name, "checkpoint": name,
+                       "checkpoint_sha256": sha, "note": released_note(row, name, found)}
+            records += row_records(number, row, paper, evaluation, columns, session)
+            progress.row_done()
+    finally:
+        progress.close()
+    return records
+
+
+def run_released_summary(opts: RunOptions, session: Session | None = None) -> pd.DataFrame:
+    """Each released checkpoint in --weights on its dataset's measured split, single- and multi-scale, beside
+    the paper's and the converters' figures: results/csv and .md."""
+    session = session or Session.start(opts)
+    stamp, records = session.provenance.stamp(), []
+    for name, path in present_weights(opts.weights).items():
+        dataset = RELEASED_FILES[name][0]
+        split = MEASURED_SPLIT[dataset]
+        root = real_root(dataset, opts)
+        check_splits(dataset, root, [split], cache_dir=Path(opts.cache) / "preflight", progress=opts.progress)
+        sha = file_sha256(path, Path(opts.cache) / "sha256.json")
+        checkpoint, found = checkpoint_for(name, path, Path(opts.cache))
+        for msc in (False, True):
+            cfg = EvalConfig(checkpoint=checkpoint, dataset=dataset, data_root=root, split=split,
+                             scales=PAPER_SCALES if msc else (1.0,), device=opts.device, workers=opts.workers,
+                             progress=opts.progress)
+            ev = session.fresh(store.eval_entry(session.store_dir, {"released": name, "sha256": sha}, cfg,
+                                                session.data_identity(dataset, root, split), None))
+            evaluation = store.evaluated(ev, cfg, None, stamp)
+            result = evaluation["result"]
+            chance = chance_scores(result["class_pixels"]) if result.get("class_pixels") else {}
+            columns = {"checkpoint_sha256": sha, "dataset": dataset, "profile": "released",
+                       "data": ev.key["data"]["kind"], "precision": precision(None, result.get("precision")),
+                       "eval_seconds": evaluation["eval_seconds"], "device": evaluation["device"],
+                       "torch": evaluation["torch"], "code_version": session.provenance.code_version,
+                       "dirty": bool(session.provenance.dirty or evaluation.get("dirty")), "eval_key": ev.name,
+                       "finished_at": evaluation["finished_at"]}
+            records += summary_records(
+                name, split, msc, {m: percent(result.get(m)) for m in SUMMARY_METRICS},
+                {m: percent(chance.get(m)) for m in SUMMARY_METRICS}, columns, found)
+    frame = pd.DataFrame.from_records(records, columns=SUMMARY_COLUMNS)
+    results = check_before_writing("released", frame, session)
+    write_text_atomic(results / "released.csv", frame.to_csv(index=False))
+    write_text_atomic(results / "released.md", summary_markdown(frame))
+    return frame

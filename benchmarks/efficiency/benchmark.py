@@ -7,7 +7,7 @@ measures, per model and input size:
 
 * parameters, GFLOPs (torch.utils.flop_counter.FlopCounterMode: convolutions and matmuls) of a
   forward pass and of a training step, output (score map) resolution;
-* training activation memory, counted exactly with saved-tensor hooks (benchmarks/memory.py), over
+* training activation memory, counted exactly with saved-tensor hooks (benchmarks/efficiency/memory.py), over
   the whole sweep on the meta device (shapes only, nothing computed);
 * peak memory of a training step and of inference: CUDA max_memory_allocated on a GPU, peak RSS of
   a fresh worker process on CPU (every timed measurement runs in its own process);
@@ -15,15 +15,15 @@ measures, per model and input size:
 * fast paths for RefineNet-101 (eager fp32 vs channels_last vs bf16 autocast vs torch.compile),
   torch.inference_mode vs no_grad, the confusion matrix on the device;
 * the paper recipe's training step under the suite's default fast path against a peer-style eager
-  fp32 step of the same model and weights, alternating in one process (benchmarks/speed.py);
+  fp32 step of the same model and weights, alternating in one process (benchmarks/efficiency/speed.py);
 * the FLOP/s of a large fp32 matmul on the device, and every timed step's achieved FLOP/s as a
   fraction of it: how close each setting runs to the machine's limit;
 * memory-lean training (RefineNetConfig.memory_lean) against the default;
 * single-scale vs multi-scale (PAPER_SCALES) vs multi-scale + dense CRF on a VOC-sized image.
 
 Writes <out>/efficiency.csv (tidy), efficiency.png and efficiency.md. `nox -s bench -- --help`.
-This file holds the command and the plan; the measurements are in efficiency_measure.py, the
-figure and summary in efficiency_report.py.
+This file holds the command and the plan; the models compared are in models.py, the measurements in
+measure.py, the figure and summary in report.py.
 """
 
 from __future__ import annotations
@@ -39,42 +39,14 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from benchmarks.efficiency_measure import (  # noqa: E402
-    DILATED,
-    FAST_PATHS,
-    HEADLINE,
-    MODELS,
-    QUICK_MODELS,
-    VOC_IMAGE,
-    analyse,
-    job_fast_path,
-    run_job,
-    spawn,
-)
-from benchmarks.efficiency_report import render  # noqa: E402
-from benchmarks.provenance import DirtyTreeError, results_code_version  # noqa: E402
-from refinenet.atomic import write_text_atomic  # noqa: E402
+from benchmarks.efficiency.measure import analyse, job_fast_path, run_job, spawn
+from benchmarks.efficiency.models import DILATED, FAST_PATHS, HEADLINE, MODELS, QUICK_MODELS, VOC_IMAGE
+from benchmarks.efficiency.report import render
+from benchmarks.provenance import REPO, DirtyTreeError, device_description, results_code_version
+from refinenet.atomic import write_text_atomic
 
 # ----------------------------------------------------------------------------------------------
 # The command and the plan.
-
-
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = "CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {torch.get_num_threads()} threads"
 
 
 def available_memory_bytes(device: torch.device) -> int:
@@ -87,7 +59,8 @@ def available_memory_bytes(device: torch.device) -> int:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.efficiency", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=REPO / "results")
     p.add_argument("--quick", action="store_true", help="tiny sizes, 3 models, 1 repeat: a smoke test (seconds)")

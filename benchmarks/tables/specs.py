@@ -2,12 +2,12 @@
 
 A row names the model it needs (dataset, backbone, cascade variant, pooling blocks) and how it is
 evaluated (multi-scale, CRF, split, metrics). Rows that differ only in evaluation share one trained
-model (`Row.model_key`). `paper` selects the row's reported number(s) in `benchmarks/paper/`.
+model (`Row.model_key`). `paper` selects the row's reported number(s) in `benchmarks/tables/paper/`.
 `authors_model` names the authors' own MatConvNet model of the row (`refinenet_res{101,152}_<dataset>.mat`,
 guosheng/refinenet README, "Trained models") and `released` its PyTorch conversion, where one was published
 (`refinenet{50,101,152}_{voc,nyu}.pth.tar`); `--profile released` evaluates the first of the two found in
 `--weights` (None for both: no released weights cover the row). Where that model's configuration differs
-from the row's, the results say so (benchmarks/released.py).
+from the row's, the results say so (benchmarks/tables/released.py).
 """
 
 from __future__ import annotations

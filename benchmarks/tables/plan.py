@@ -1,6 +1,6 @@
 """What a table run will cost before it runs: `python -m benchmarks.reproduce all --profile paper --plan`.
 
-One line per distinct model across the requested tables (tables share models, benchmarks/store.py): its key,
+One line per distinct model across the requested tables (tables share models, benchmarks/tables/store.py): its key,
 the table rows it serves, iterations, crop and batch, and an estimate of its training time. The plan needs
 neither data nor a GPU. Where a dataset is already there (stand-in data generated, or `--data-root` readable),
 a model's key is its store folder's name (the data's identity read as a run reads it, file lists only);
@@ -22,19 +22,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks import store
-from benchmarks.runner import (
-    PROFILES,
-    REPO,
-    RunOptions,
-    generated_standin_root,
-    pretrain_config,
-    pretrain_dataset,
-    real_root,
-    select_rows,
-    train_config,
-)
-from benchmarks.tables import TABLES, TRAIN_SPLIT
+from benchmarks.provenance import REPO
+from benchmarks.tables import store
+from benchmarks.tables.data_roots import generated_standin_root, pretrain_dataset, real_root
+from benchmarks.tables.run_options import PROFILES, RunOptions, select_rows
+from benchmarks.tables.specs import TABLES, TRAIN_SPLIT
+from benchmarks.tables.trained import pretrain_config, train_config
 from refinenet import data
 from refinenet.atomic import write_text_atomic
 from refinenet.cli_options import option, positive_int
@@ -181,7 +174,7 @@ def step_fast_path(cfg: TrainConfig, device: torch.device):
 
 
 def efficiency_model_name(cfg: TrainConfig) -> str:
-    """How results/efficiency.csv names the architecture (benchmarks/efficiency_measure.py's MODELS)."""
+    """How results/efficiency.csv names the architecture (benchmarks/efficiency/models.py's MODELS)."""
     name = f"RefineNet-{cfg.backbone.removeprefix('resnet')}"
     return name if cfg.variant == "4-cascaded" else f"{name}-{cfg.variant}"
 
@@ -263,12 +256,12 @@ def plan_text(frame: pd.DataFrame) -> str:
 
 
 def run_plan(tables: list[int], opts: RunOptions, plan_opts: PlanOptions, slurm=None) -> pd.DataFrame:
-    """Print the plan and write <results>/plan.csv; returns it. With `slurm` (launch.LaunchOptions of
+    """Print the plan and write <results>/plan.csv; returns it. With `slurm` (executors.LaunchOptions of
     `--launcher slurm`) every model's line and plan.csv's `slurm_request` say what its job asks for."""
     models = plan_models(tables, opts)
     frame = plan_frame(models, estimates(models, opts, plan_opts), opts)
     if slurm is not None:
-        from benchmarks.launch import job_request  # the launcher is only needed for this column
+        from benchmarks.tables.executors import job_request  # only needed for this column (imports submitit)
 
         frame["slurm_request"] = job_request(slurm, opts.workers)
     print(plan_text(frame))

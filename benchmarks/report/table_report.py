@@ -1,10 +1,10 @@
 """Markdown tables, plots and the claims scorecard from the tidy results CSVs (no training).
 
 `python -m benchmarks.report` (`nox -s plots`) re-renders `results/table<N>.md` and `.png` for every
-CSV present, then `results/claims.csv` and `claims.md` (benchmarks/claims.py). Every markdown and
+CSV present, then `results/claims.csv` and `claims.md` (benchmarks/report/claims.py). Every markdown and
 figure says which profile, data, seeds, precision and code produced the numbers, stamps results from
 a dirty tree, and shows the chance baseline beside the measured numbers; sentences about results
-come from benchmarks/summaries.py, derived from the numbers. Figures: benchmarks/plots.py.
+come from benchmarks/report/summaries.py, derived from the numbers. Figures: benchmarks/report/plots.py.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks import claims, measured, plots, summaries
-from benchmarks.measured import fmt, with_spread
-from benchmarks.tables import TABLES
+from benchmarks.provenance import REPO
+from benchmarks.report import claims, measured, plots, summaries
+from benchmarks.report.measured import fmt, with_spread
+from benchmarks.tables.specs import TABLES
 from refinenet.atomic import write_text_atomic
 
 # The tidy results schema the runner writes: one row per measurement (see the README, "Reproducing the
-# tables"), defined once in benchmarks/measured.py, which also reads CSVs written before the store.
+# tables"), defined once in benchmarks/report/measured.py, which also reads CSVs written before the store.
 COLUMNS = measured.COLUMNS
 METRIC_NAMES = summaries.METRIC_NAMES
 
@@ -118,7 +119,7 @@ def write_claims(results: Path) -> pd.DataFrame:
     return lines
 
 
-plot = plots.plot  # Table N's figure (benchmarks/plots.py), where callers of the report expect it
+plot = plots.plot  # Table N's figure (benchmarks/report/plots.py), where callers of the report expect it
 
 
 def read_results(number: int, results: Path) -> pd.DataFrame:
@@ -126,8 +127,8 @@ def read_results(number: int, results: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parents[1] / "results")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__)
+    parser.add_argument("--results", type=Path, default=REPO / "results")
     args = parser.parse_args(argv)
     numbers = [n for n in TABLES if (args.results / f"table{n}.csv").is_file()]
     if not numbers:

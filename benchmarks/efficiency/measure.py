@@ -3,8 +3,9 @@
 `analyse` counts parameters, FLOPs and the activations a training step keeps, for any size, without
 computing anything. `run_worker` / `run_eval_worker` time one job (a model at a size under a fast
 path; the evaluation helpers) and report its peak memory; `spawn` runs a job in a fresh process
-(`python -m benchmarks.efficiency_measure JOB`), so the peak RSS it reports is that job's own.
-Rendering lives in efficiency_report.py, the plan and the command in efficiency.py.
+(`python -m benchmarks.efficiency.measure JOB`), so the peak RSS it reports is that job's own.
+The models and fast paths compared are in models.py, rendering in report.py, the plan and the command
+in benchmark.py.
 """
 
 from __future__ import annotations
@@ -14,59 +15,17 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from benchmarks.baselines import DilatedResNetASPP, FCN32sResNet  # noqa: E402
-from benchmarks.memory import SavedActivations, current_rss_bytes, peak_rss_bytes  # noqa: E402
-from refinenet.fastpath import EAGER_FP32, FastPath, apply_fast_path, autocast, prepare_input  # noqa: E402
-from refinenet.inference import PAPER_SCALES, dense_crf, predict_probs  # noqa: E402
-from refinenet.metrics import ConfusionMatrix  # noqa: E402
-from refinenet.model import build_refinenet  # noqa: E402
-
-NUM_CLASSES = 21  # PASCAL VOC
-HEADLINE, DILATED = "RefineNet-101", "Dilated-ResNet-101-OS8"
-# name -> (family, builder). RefineNet uses the VOC setting of the released checkpoints (4 pooling blocks).
-
-
-def _refinenet(backbone: str = "resnet101", variant: str = "4-cascaded"):
-    return lambda **kw: build_refinenet(NUM_CLASSES, backbone=backbone, variant=variant, pooling_blocks=4, **kw)
-
-
-MODELS = {
-    "RefineNet-50": ("refinenet", _refinenet("resnet50")),
-    "RefineNet-101": ("refinenet", _refinenet("resnet101")),
-    "RefineNet-152": ("refinenet", _refinenet("resnet152")),
-    # Table 9 variants with ResNet-101
-    "RefineNet-101-single": ("refinenet", _refinenet(variant="single")),
-    "RefineNet-101-2-cascaded": ("refinenet", _refinenet(variant="2-cascaded")),
-    "RefineNet-101-4-cascaded-2-scale": ("refinenet", _refinenet(variant="4-cascaded-2-scale")),
-    "Dilated-ResNet-101-OS8": ("dilated", lambda **kw: DilatedResNetASPP(NUM_CLASSES, output_stride=8)),
-    "Dilated-ResNet-101-OS4": ("dilated", lambda **kw: DilatedResNetASPP(NUM_CLASSES, output_stride=4)),
-    "FCN-32s-ResNet-101": ("fcn", lambda **kw: FCN32sResNet(NUM_CLASSES)),
-}
-QUICK_MODELS = ("RefineNet-50", "Dilated-ResNet-101-OS8", "FCN-32s-ResNet-101")
-FAST_PATHS = {
-    "eager-fp32": EAGER_FP32,
-    "channels_last": FastPath(channels_last=True),
-    "bf16-autocast": FastPath(amp_dtype=torch.bfloat16),
-    "channels_last+bf16": FastPath(channels_last=True, amp_dtype=torch.bfloat16),
-    "compile+channels_last": FastPath(channels_last=True, compile=True),
-}
-VOC_IMAGE = (375, 500)  # H x W of a typical PASCAL VOC image (Sec. 4.1)
-
-
-def build_model(name: str, memory_lean: bool = False) -> torch.nn.Module:
-    family, builder = MODELS[name]
-    return builder(memory_lean=memory_lean) if family == "refinenet" else builder()
-
+from benchmarks.efficiency.memory import SavedActivations, current_rss_bytes, peak_rss_bytes
+from benchmarks.efficiency.models import NUM_CLASSES, build_model
+from benchmarks.provenance import REPO
+from refinenet.fastpath import FastPath, apply_fast_path, autocast, prepare_input
+from refinenet.inference import PAPER_SCALES, dense_crf, predict_probs
+from refinenet.metrics import ConfusionMatrix
 
 # ----------------------------------------------------------------------------------------------
 # Shape-only analysis on the meta device: parameters, FLOPs, saved activations, output resolution.
@@ -272,7 +231,7 @@ def run_eval_worker(job: dict) -> list[dict]:
 
 def spawn(job: dict, timeout: float) -> tuple[list[dict], str]:
     """Run a job in a fresh Python process; returns (rows, error message or "")."""
-    cmd = [sys.executable, "-m", "benchmarks.efficiency_measure", json.dumps(job)]
+    cmd = [sys.executable, "-m", "benchmarks.efficiency.measure", json.dumps(job)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
     except subprocess.TimeoutExpired:
@@ -283,8 +242,8 @@ def spawn(job: dict, timeout: float) -> tuple[list[dict], str]:
 
 
 def run_job(job: dict) -> list[dict]:
-    if job.get("kind") in ("speed", "gemm"):  # the step against the peer, the GEMM limit: benchmarks/speed.py
-        from benchmarks.speed import bench_rows
+    if job.get("kind") in ("speed", "gemm"):  # the step against the peer, the GEMM limit: speed.py
+        from benchmarks.efficiency.speed import bench_rows
 
         return bench_rows(job)
     return run_eval_worker(job) if job.get("kind") == "eval" else run_worker(job)

@@ -1,9 +1,9 @@
 """The result notebooks: one per table plus an overview, generated from the table specs.
 
-`python -m benchmarks.notebooks --write` (re)writes `notebooks/*.ipynb` from this file;
+`python -m benchmarks.report.notebooks --write` (re)writes `notebooks/*.ipynb` from this file;
 `--execute` runs them in place with nbclient so they open with their results (`nox -s notebooks`).
 Each notebook reads `results/` with pandas and renders it with the same functions as the markdown
-(benchmarks/measured.py, summaries.py, claims.py): every sentence about results is derived from the
+(benchmarks/report/measured.py, summaries.py, claims.py): every sentence about results is derived from the
 numbers, none is written into a notebook. Open them with `nox -s lab` or `jupyter lab notebooks/`.
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from benchmarks.summaries import protocol_link
-from benchmarks.tables import TABLES
+from benchmarks.report.summaries import protocol_link
+from benchmarks.tables.specs import TABLES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 
@@ -32,7 +32,7 @@ from IPython.display import Image, Markdown, display
 REPO = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 RESULTS = REPO / "results"
 sys.path.insert(0, str(REPO))  # benchmarks/ is not an installed package: import it from the repository
-from benchmarks import claims, measured, summaries
+from benchmarks.report import claims, measured, summaries
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", 80)"""
@@ -42,9 +42,10 @@ def table_notebook(number: int) -> nbformat.NotebookNode:
     table = TABLES[number]
     cells = [
         new_markdown_cell(f"# Table {number}: {table.title}\n\n"
-                          f"Paper numbers come from `benchmarks/paper/table{number}.csv`; measured numbers from "
+                          f"Paper numbers come from `benchmarks/tables/paper/table{number}.csv`; measured numbers from "
                           f"`results/table{number}.csv`, written by `nox -s reproduce-table{number}`. Every text "
-                          "below is derived from those numbers (`benchmarks/summaries.py`).\n\n" + protocol_link()
+                          "below is derived from those numbers (`benchmarks/report/summaries.py`).\n\n"
+                          + protocol_link()
                           + (f"\n\n**{table.remark}**" if table.remark else "")),
         new_code_cell(SETUP),
         new_code_cell(f"""\
@@ -120,7 +121,7 @@ def execute(path: Path, timeout: int = 300) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report.notebooks", description=__doc__)
     parser.add_argument("--write", action="store_true", help="regenerate the notebooks from this file")
     parser.add_argument("--execute", action="store_true", help="execute the notebooks whose results exist")
     args = parser.parse_args(argv)

@@ -22,8 +22,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from benchmarks import measured, summaries  # noqa: E402
-from benchmarks.tables import TABLES  # noqa: E402
+from benchmarks.report import measured, summaries  # noqa: E402
+from benchmarks.tables.specs import TABLES  # noqa: E402
 from refinenet.atomic import atomic_path  # noqa: E402
 
 PAPER, MEASURED, MISSING = "#9aa7b8", "#d0612a", "#bbbbbb"

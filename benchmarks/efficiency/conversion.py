@@ -7,7 +7,7 @@ as cnn_save_model.m saves it) with random values, then `refinenet convert` runs 
 wall time and peak resident set size (getrusage of the child) are measured. Writes results/conversion.csv
 and .md: one tidy row per measurement, with the code version, the CPU and the thread count.
 
-    python benchmarks/conversion.py [--depth 152] [--repeats 2] [--out results] [--allow-dirty]
+    python -m benchmarks.efficiency.conversion [--depth 152] [--repeats 2] [--out results] [--allow-dirty]
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(1, str(REPO / "tests"))  # the test suite's writer of files in the authors' format
+from benchmarks.provenance import REPO, cpu_name, results_code_version
+from refinenet.atomic import write_text_atomic
 
-from benchmarks.provenance import cpu_name, results_code_version  # noqa: E402
-from refinenet.atomic import write_text_atomic  # noqa: E402
+sys.path.insert(0, str(REPO / "tests"))  # the test suite's writer of files in the authors' format
 
 TARGET_SECONDS = 60.0
 TARGET_MEMORY_RATIO = 3.0
@@ -72,7 +70,8 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.efficiency.conversion", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depth", type=int, default=152, choices=(101, 152))
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "results")

@@ -7,7 +7,7 @@
 #      and a peer-style eager fp32 step (NCHW), alternating in one process: results/training_speed.csv.
 # Every row records the device. Commit both with the figures in the README's Speed section.
 #
-#   bash benchmarks/gpu_check.sh            # PYTHON=... to use another interpreter than nox's
+#   bash benchmarks/efficiency/gpu_check.sh            # PYTHON=... to use another interpreter than nox's
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.nox/suite/bin/python}"
@@ -25,6 +25,6 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
 if [ -z "${SKIP_BENCH:-}" ]; then
     nox -s bench -- --device cuda
 fi
-"$PYTHON" -m benchmarks.speed --device cuda --models RefineNet-50 RefineNet-101 RefineNet-152 --size 400 \
+"$PYTHON" -m benchmarks.efficiency.speed --device cuda --models RefineNet-50 RefineNet-101 RefineNet-152 --size 400 \
     --settings default channels_last+bf16 peer --warmup 3 --repeats 20 --out results
 echo "gpu_check: done; commit results/efficiency.* and results/training_speed.csv, and put the figures in README.md"

@@ -1,7 +1,7 @@
 """The efficiency benchmark's figure and summary, rendered from efficiency.csv (no measuring here).
 
-`python benchmarks/efficiency.py --from-csv results/efficiency.csv` re-renders them; efficiency.py
-measures (through efficiency_measure.py) and then calls `render`.
+`python -m benchmarks.efficiency --from-csv results/efficiency.csv` re-renders them; benchmark.py
+measures (through measure.py) and then calls `render`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import json
 import os
 from pathlib import Path
 
-from benchmarks.efficiency_measure import DILATED, FAST_PATHS, HEADLINE, MODELS, VOC_IMAGE
-from benchmarks.summaries import protocol_link
+from benchmarks.efficiency.models import DILATED, FAST_PATHS, HEADLINE, MODELS, VOC_IMAGE
+from benchmarks.report.summaries import protocol_link
 from refinenet.atomic import atomic_path, write_text_atomic
 
 GIB = 2**30
@@ -102,7 +102,7 @@ def _introduction(args, common: dict, notes: dict, layout: str) -> list[str]:
         "",
         f"Device: **{common['device']}** ({common['device_type']}); torch {common['torch']};"
         f" code {common['code_version']}; {common['date']}. Batch {args.batch}, random weights, 21 classes."
-        f" Produced by `python benchmarks/efficiency.py{' --quick' if args.quick else ''}` (`nox -s bench`)"
+        f" Produced by `python -m benchmarks.efficiency{' --quick' if args.quick else ''}` (`nox -s bench`)"
         f" in {total_s / 60:.1f} min; every number below is in"
         " `efficiency.csv`."
         + (f" Load average (1/5/15 min) at the start {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, at the end"
@@ -227,7 +227,7 @@ def _against_peer(table, args, ref: str) -> list[str]:
     lines += ["", f"The paper recipe's training step ({ref}, {size}x{size}, batch {args.batch}, frozen batch norm,"
               " dropout, SGD with momentum and weight decay) under the suite's default fast path against a"
               " peer-style eager fp32 step (NCHW, no fast path) of the same model and weights; the settings' steps"
-              " alternate in one process (benchmarks/speed.py).", "",
+              " alternate in one process (benchmarks/efficiency/speed.py).", "",
               "| setting | fast path | precision | step s | speed vs peer | GFLOP/s | of fp32 GEMM |",
               "|---" * 7 + "|"]
     for _, row in steps.iterrows():

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from refinenet import data
 from refinenet.atomic import write_text_atomic
-from refinenet.backbones import is_matconvnet_file
+from refinenet.backbone_weights import is_matconvnet_file
 from refinenet.checkpoint import CHECKPOINT_NAME
 from refinenet.config import EvalConfig, TrainConfig, resolve
 from refinenet.data.common import LabelValueError, is_standin

@@ -1,4 +1,4 @@
-"""The paper's Tables 1-9 as tidy data (benchmarks/paper/table1.csv ... table9.csv).
+"""The paper's Tables 1-9 as tidy data (benchmarks/tables/paper/table1.csv ... table9.csv).
 
 One row per method x dataset x metric (x class for Table 4's per-class IoU); every file has the same
 columns, `COLUMNS`:
@@ -21,10 +21,10 @@ IoU the table does not print (so it is not the mean of the 20 per-class rows). T
 `val`: the 5105 VOC 2010 val images, which the paper calls its test set (refinenet.data spells it
 `val`). Table 7's split is not named in the paper; it is taken as the standard 5050-image test set.
 
-`benchmarks/paper/text.csv` holds the few numbers the paper states in its text rather than in a
+`benchmarks/tables/paper/text.csv` holds the few numbers the paper states in its text rather than in a
 table (e.g. Sec. 4.2's dense CRF gain on VOC val), each with the sentence it comes from.
 
-    from benchmarks.paper_tables import load_paper_table, load_all
+    from benchmarks.tables.paper_numbers import load_paper_table, load_all
     load_paper_table(4).query("method == 'RefineNet-Res152' and metric == 'miou'").value  # 83.4
 """
 
@@ -57,7 +57,7 @@ def load_paper_table(n: int) -> pd.DataFrame:
         raise ValueError(f"the paper has Tables 1-9; got {n!r}")
     path = table_path(n)
     if not path.is_file():
-        raise FileNotFoundError(f"paper Table {n}: {path} is missing (benchmarks/paper/ holds table1..9.csv)")
+        raise FileNotFoundError(f"paper Table {n}: {path} is missing (benchmarks/tables/paper/ holds table1..9.csv)")
     df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     if tuple(df.columns) != COLUMNS:
         raise ValueError(f"{path}: columns {list(df.columns)} are not {list(COLUMNS)}")
@@ -79,7 +79,7 @@ def load_all() -> pd.DataFrame:
 
 def paper_value(paper: pd.DataFrame, row, metric: str, class_name: str = "") -> float | None:
     """The number `paper` (one table, from `load_paper_table`) reports for a table row of
-    benchmarks/tables.py (its `paper` selector), or None when the row has none."""
+    benchmarks/tables/specs.py (its `paper` selector), or None when the row has none."""
     if not row.paper:
         return None
     match = paper[(paper["dataset"] == row.dataset) & (paper["metric"] == metric)]
@@ -92,7 +92,7 @@ def paper_value(paper: pd.DataFrame, row, metric: str, class_name: str = "") -> 
 
 
 def load_paper_text() -> pd.DataFrame:
-    """Numbers the paper states in its text (benchmarks/paper/text.csv), indexed by `key`."""
+    """Numbers the paper states in its text (benchmarks/tables/paper/text.csv), indexed by `key`."""
     path = PAPER_DIR / "text.csv"
     df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     if tuple(df.columns) != TEXT_COLUMNS:

@@ -1,8 +1,8 @@
 """What the paper claims, and whether our measurements hold it: results/claims.csv and claims.md.
 
 Each claim the suite can test is data (`CLAIMS`): the rows it compares, by the table spec's row
-labels (benchmarks/tables.py), and the direction the paper claims. The paper's delta is computed
-from benchmarks/paper/ (tables, or text.csv where only the text states it); the measured delta from
+labels (benchmarks/tables/specs.py), and the direction the paper claims. The paper's delta is computed
+from benchmarks/tables/paper/ (tables, or text.csv where only the text states it); the measured delta from
 results/table<N>.csv and results/efficiency.csv. `evaluate` computes every verdict; nothing is
 written by hand. `python -m benchmarks.report` (`nox -s plots`) writes the files.
 
@@ -37,9 +37,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks import measured, summaries
-from benchmarks.paper_tables import load_paper_table, load_paper_text, paper_value
-from benchmarks.tables import TABLES
+from benchmarks.report import measured, summaries
+from benchmarks.tables.paper_numbers import load_paper_table, load_paper_text, paper_value
+from benchmarks.tables.specs import TABLES
 
 COLUMNS = ["claim", "table", "dataset", "compared", "metric", "unit", "paper_delta", "measured_delta", "spread",
            "seeds", "profile", "data", "coco", "code", "verdict", "reason"]
@@ -68,7 +68,7 @@ class Better:
     worse: str
     better: str
     metric: str = "miou"
-    paper_text: str = ""  # key of benchmarks/paper/text.csv where only the paper's text states the delta
+    paper_text: str = ""  # key of benchmarks/tables/paper/text.csv where only the paper's text states the delta
 
 
 @dataclass(frozen=True)

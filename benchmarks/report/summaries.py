@@ -3,18 +3,18 @@
 Nothing here is a fixed verdict: whether a model learned is read off its measured value against the
 chance baseline on the same split, stand-in and dirty-tree stamps come from the rows' `data`,
 `profile` and `dirty` columns, the test-server remark from the paper's own table data in
-benchmarks/paper/, and what the paper's models had that ours lack (MS COCO for VOC) from the table
-spec's `remark` (benchmarks/tables.py).
+benchmarks/tables/paper/, and what the paper's models had that ours lack (MS COCO for VOC) from the table
+spec's `remark` (benchmarks/tables/specs.py).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from benchmarks import measured
-from benchmarks.measured import fmt
-from benchmarks.paper_tables import load_paper_table
-from benchmarks.tables import PROTOCOL_DOC, TABLES
+from benchmarks.report import measured
+from benchmarks.report.measured import fmt
+from benchmarks.tables.paper_numbers import load_paper_table
+from benchmarks.tables.specs import PROTOCOL_DOC, TABLES
 
 METRIC_NAMES = {"miou": "mean IoU", "pixel_acc": "pixel accuracy", "mean_acc": "mean accuracy", "iou": "IoU"}
 STANDIN = "stand-in data — not comparable with the paper"
