@@ -20,7 +20,7 @@ from benchmarks.runner import RunOptions, Session, run_table
 from refinenet.config import EvalConfig
 from refinenet.preflight import PreflightError
 from refinenet.recipe import get_recipe
-from refinenet.train import TrainingDataError
+from refinenet.train_data import TrainingDataError
 
 
 @pytest.fixture
