@@ -17,7 +17,10 @@ from refinenet.config import EvalConfig, PredictConfig, TrainConfig
 from refinenet.data.common import DatasetLayoutError, LabelValueError
 from refinenet.evaluate import evaluate, format_result
 from refinenet.predict import predict
-from refinenet.train import NonFiniteLossError, TrainingDataError, TrainingStopped, train
+from refinenet.train import train
+from refinenet.train_data import TrainingDataError
+from refinenet.train_state import NonFiniteLossError
+from refinenet.train_stop import TrainingStopped
 
 # The exceptions that mean a bad argument or input, reported without a traceback (a file that turns
 # unreadable mid-run included: TrainingDataError names it and the checkpoint kept).

@@ -6,6 +6,10 @@ optimizer step (Sec. 4 trains end-to-end with SGD, one image per step in the rel
 guosheng/refinenet main/gen_net_opts_model_type1.m); `TrainingLog` reports; `train` loops.
 Checkpoints make a resumed run bit-identical to an uninterrupted one; DistributedDataParallel when
 started by torchrun. The loss's inputs are in refinenet/loss.py, the sample order in data/sampling.py.
+
+This module is the loop and what builds it; the loop uses, and they never import it back: the run's state and
+its checkpoint (`Run`, `save_checkpoint`, `restore`) in train_state.py, the training batches in train_data.py,
+`TrainingLog` in train_log.py and the stop signals in train_stop.py.
 """
 
 from __future__ import annotations
@@ -13,32 +17,21 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import platform
-import re
 import signal
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
-from functools import cached_property, partial
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
-from tqdm import tqdm
 
 from refinenet import checkpoint as ckpt_io
 from refinenet import data
-from refinenet.atomic import remove_stale_temps, torch_save_atomic, write_text_atomic
+from refinenet.atomic import remove_stale_temps, write_text_atomic
 from refinenet.backbones import Bottleneck
 from refinenet.checkpoint import CHECKPOINT_NAME, CheckpointError
 from refinenet.config import TrainConfig, resolve
-from refinenet.data.class_index import load_class_index
-from refinenet.data.common import SegmentationFiles
-from refinenet.data.sampling import ClassBalancedEpochs, ResumableSampler, SeededAugmentation
-from refinenet.data.transforms import TrainTransform, pad_batch
 from refinenet.evaluate import evaluate_dataset, write_metrics
 from refinenet.fastpath import (
     AMP_DTYPES,
@@ -49,36 +42,23 @@ from refinenet.fastpath import (
     precision_name,
     prepare_input,
 )
-from refinenet.inference import rescale, scaled_size
 from refinenet.loss import segmentation_loss, training_scores
 from refinenet.model import RefineNet, build_refinenet
 from refinenet.preflight import check_splits
 from refinenet.recipe import get_recipe, recipe_for
-from refinenet.utils import all_gather_object, all_reduce_mean, barrier, init_distributed, launch_rank
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the run stopped and the last good checkpoint was kept."""
-
-
-class TrainingStopped(Exception):
-    """A stop signal arrived (SIGTERM: a requeue, preemption, scancel or time limit; SIGUSR2: SLURM's warning
-    before the time limit): the run wrote a checkpoint at the end of the step it was in and stopped."""
-
-    def __init__(self, signum: int, iteration: int, checkpoint: Path):
-        self.signum, self.iteration, self.checkpoint = signum, iteration, checkpoint
-        super().__init__(f"{signal.Signals(signum).name}: training stopped at iteration {iteration}; the checkpoint "
-                         f"{checkpoint} is kept and the same command (or --resume) continues from it")
-
-
-# Signals that end training at the next step boundary, after a checkpoint, rather than mid-step.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
-
-
-class TrainingDataError(RuntimeError):
-    """A training image or label could not be read mid-run (disk error, file changed under the run); the
-    run stopped and its last checkpoint was kept. The message names the file."""
-
+from refinenet.train_data import TrainingDataError as TrainingDataError  # re-exported: callers import it from here
+from refinenet.train_data import (
+    build_loader,
+    calibrate_batchnorm,
+    calibration_batches,
+    guarded_batches,
+    training_class_index,
+)
+from refinenet.train_data import data_error_text as data_error_text  # re-exported: callers import it from here
+from refinenet.train_log import TrainingLog
+from refinenet.train_state import NonFiniteLossError, Run, check_run_folder, kept_checkpoint, restore, save_checkpoint
+from refinenet.train_stop import TrainingStopped, stop_requested, stop_requests
+from refinenet.utils import all_gather_object, all_reduce_mean, barrier, init_distributed, launch_rank, slurm_cpus
 
 # ---------------------------------------------------------------------------------------------
 # Learning rate
@@ -109,70 +89,7 @@ def build_optimizer(model, cfg: TrainConfig) -> torch.optim.SGD:
 
 
 # ---------------------------------------------------------------------------------------------
-# Building and restoring a run
-
-
-@dataclass
-class Run:
-    """One training run: what `build` makes, `restore` fills from a checkpoint and every step advances."""
-
-    cfg: TrainConfig  # resolved, with the device's fast path applied
-    rank: int
-    world: int
-    device: torch.device
-    fast: FastPath
-    fast_label: str  # how the fast path was chosen (refinenet/fastpath.py), for config.json and the log
-    train_set: SegmentationFiles
-    val_set: SegmentationFiles | None
-    model: RefineNet
-    ddp_model: nn.Module  # DistributedDataParallel around `model` under torchrun, else `model`
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    total: int  # optimizer steps of the whole run
-    image_classes: list[tuple[int, ...]] | None = None  # per training image, for class-balanced sampling
-    iteration: int = 0  # optimizer steps done
-    last_saved: int | None = None  # the iteration of the checkpoint on disk
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def images_per_step(self) -> int:
-        return self.cfg.batch_size * self.cfg.grad_accum * self.world
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return Path(self.cfg.out) / CHECKPOINT_NAME
-
-    @cached_property
-    def record(self) -> dict:
-        """The resolved configuration and where it ran: config.json, and every checkpoint's `train_config`."""
-        record = {
-            **{f.name: getattr(self.cfg, f.name) for f in fields(self.cfg)},
-            "iterations": self.total,
-            "data_kind": self.train_set.data_kind,
-            "train_images": len(self.train_set),
-            "world_size": self.world,
-            "device": str(self.device),
-            "fast_path": self.fast_label,
-            "precision": precision_name(self.fast.amp_dtype, self.device),
-            "recipe": recipe_for(self.cfg.profile, self.cfg.backbone_weights).to_dict(),
-            "model_config": self.model.config_dict(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        }
-        return json.loads(json.dumps(record, default=str))
-
-
-def check_run_folder(cfg: TrainConfig) -> None:
-    """A new run never overwrites a checkpoint; `--resume` needs one."""
-    out = Path(cfg.out)
-    if cfg.resume and not (out / CHECKPOINT_NAME).is_file():
-        raise CheckpointError(f"--resume: no checkpoint {CHECKPOINT_NAME} in the run folder {out}")
-    if not cfg.resume and (out / CHECKPOINT_NAME).is_file():
-        raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
+# Building a run
 
 
 def run_fast_path(cfg: TrainConfig, device: torch.device, rank: int) -> tuple[FastPath, str]:
@@ -221,49 +138,6 @@ def zero_init_residual(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, (torchvision.models.resnet.Bottleneck, Bottleneck)):
             nn.init.zeros_(module.bn3.weight)
-
-
-@torch.no_grad()
-def calibrate_batchnorm(model: nn.Module, batches, world: int = 1) -> None:
-    """Set every batch norm's running statistics to their mean over `batches` of training images (averaged
-    over the ranks too), the rest of the model in eval mode. With frozen statistics, a random-init network
-    would otherwise normalise with the init's 0 / 1, and statistics of 2-image batches are too noisy."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    was_training = model.training
-    model.eval()
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the batches
-        m.train()
-    seen = 0
-    for images in batches:
-        model(images, upsample=False)
-        seen += 1
-    if seen == 0:
-        raise ValueError("batch-norm calibration got no batch: the training split is smaller than one batch")
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-        if world > 1:
-            m.running_mean.copy_(all_reduce_mean(m.running_mean))
-            m.running_var.copy_(all_reduce_mean(m.running_var))
-    model.train(was_training)
-
-
-def training_class_index(cfg: TrainConfig, train_set: SegmentationFiles, is_main: bool) -> list[tuple[int, ...]]:
-    """The classes of every training image (class-balanced sampling): scanned once by rank 0 into the
-    cache folder (default OUT/cache), then read by every rank."""
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.out) / "cache"
-    if is_main:
-        load_class_index(train_set, cache, workers=max(1, cfg.workers), progress=cfg.progress)
-    barrier()
-    return load_class_index(train_set, cache, progress=False)
-
-
-def slurm_cpus() -> int | None:
-    """The CPUs SLURM granted each task of this job (SLURM_CPUS_PER_TASK, set with --cpus-per-task), or None."""
-    value = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def fit_cpu_grant(cfg: TrainConfig, device: torch.device) -> TrainConfig:
@@ -321,133 +195,8 @@ def load_initial_weights(model: RefineNet, path: str | Path, device: torch.devic
     model.load_state_dict(ckpt["model"])
 
 
-def restore(run: Run) -> None:
-    """Continue from the run folder's checkpoint: weights, optimizer, schedule, scaler, iteration, RNGs."""
-    path = run.checkpoint_path
-    ckpt = ckpt_io.load_checkpoint(path, map_location=run.device)
-    # a key the checkpoint lacks (written before that knob existed) takes this run's value
-    if {**run.model.config_dict(), **ckpt["model_config"]} != run.model.config_dict():
-        raise CheckpointError(
-            f"{path} was trained with model {ckpt['model_config']}, but this run asks for "
-            f"{run.model.config_dict()}; resume with the same model options"
-        )
-    run.model.load_state_dict(ckpt["model"])
-    run.optimizer.load_state_dict(ckpt["optimizer"])
-    run.scheduler.load_state_dict(ckpt["scheduler"])
-    run.scaler.load_state_dict(ckpt["scaler"])
-    run.iteration = run.last_saved = ckpt["iteration"]
-    rngs = ckpt["rng"]  # one state per rank of the run that wrote it
-    ckpt_io.set_rng_state(rngs[run.rank] if run.rank < len(rngs) else rngs[0])
-
-
-def train_transform(run: Run) -> TrainTransform:
-    """The run's augmentation: recipe's scale range and flip, the run's clamp, crop placement and padding."""
-    cfg, recipe = run.cfg, recipe_for(run.cfg.profile, run.cfg.backbone_weights)
-    return TrainTransform(cfg.crop_size, recipe.scale_range, recipe.mean, recipe.std, hflip=recipe.hflip,
-                          short_edge=cfg.train_short_edge if cfg.short_edge_clamp else None,
-                          class_balanced=cfg.class_balanced, pad=cfg.pad_crops,
-                          ignore_index=run.train_set.info.ignore_index)
-
-
-def build_loader(run: Run) -> torch.utils.data.DataLoader:
-    """Augmented batches from where the run stands: the sampler skips what this rank already consumed."""
-    cfg, recipe = run.cfg, recipe_for(run.cfg.profile, run.cfg.backbone_weights)
-    epochs = None
-    if run.image_classes is not None:
-        epochs = ClassBalancedEpochs(run.image_classes, run.train_set.info.num_classes, cfg.seed,
-                                     recipe.images_per_class, *recipe.epoch_images)
-    consumed = run.iteration * cfg.batch_size * cfg.grad_accum
-    sampler = ResumableSampler(len(run.train_set), cfg.seed, run.rank, run.world, start=consumed, epochs=epochs)
-    return augmented_loader(run, sampler, cfg.seed, cfg.workers)
-
-
-def augmented_loader(run: Run, sampler: ResumableSampler, seed: int, workers: int) -> torch.utils.data.DataLoader:
-    """Padded batches of training augmentations in `sampler`'s order (training and batch-norm calibration)."""
-    return torch.utils.data.DataLoader(
-        SeededAugmentation(run.train_set, train_transform(run)),
-        batch_size=run.cfg.batch_size,
-        sampler=sampler,
-        collate_fn=partial(pad_batch, ignore_index=run.train_set.info.ignore_index),
-        num_workers=workers,
-        pin_memory=run.device.type == "cuda",
-        drop_last=True,
-        persistent_workers=False,
-        generator=torch.Generator().manual_seed(seed),  # keeps the loader off the global RNG
-    )
-
-
-def calibration_batches(run: Run):
-    """`bn_calibration_batches` augmented batches from a sample stream of their own (seed + 1): the
-    training order and the global RNG stay as they would be without calibration."""
-    cfg = run.cfg
-    sampler = ResumableSampler(len(run.train_set), cfg.seed + 1, run.rank, run.world)
-    loader = augmented_loader(run, sampler, cfg.seed + 1, workers=0)
-    for _, (images, _labels) in zip(range(cfg.bn_calibration_batches), loader):
-        # the size the network sees in training (the input scale applied, as training_scores does)
-        images = rescale(images, scaled_size(*images.shape[-2:], cfg.input_scale))
-        yield prepare_input(images.to(run.device), run.fast)
-
-
-def kept_checkpoint(run: Run) -> str:
-    """What a stopped run leaves behind, for its error message."""
-    if run.last_saved is None:
-        return "no checkpoint had been written yet"
-    return f"the last good checkpoint {run.checkpoint_path} (iteration {run.last_saved}) is kept"
-
-
-def data_error_text(err: BaseException) -> str:
-    """The message of a data-loading error. One re-raised by a DataLoader worker carries the worker's whole
-    traceback; its last line is the original error (which names the file)."""
-    text = str(err).strip()
-    return re.sub(r"^[\w.]+: ", "", text.splitlines()[-1]) if "Original Traceback" in text else text
-
-
-def guarded_batches(run: Run, loader):
-    """The batches of `loader` (any iterable: the training loader, the batch-norm calibration batches); a file
-    that cannot be read ends the run with TrainingDataError naming it."""
-    batches = iter(loader)
-    while True:
-        try:
-            yield next(batches)
-        except StopIteration:
-            return
-        except (OSError, ValueError) as err:  # unreadable / changed files, undefined label values
-            raise TrainingDataError(f"{data_error_text(err)}; training stopped, {kept_checkpoint(run)}") from err
-
-
-def save_checkpoint(run: Run) -> None:
-    """Every rank checks its weights and hands in its RNG state (dropout differs per rank); rank 0 writes."""
-    if not all(torch.isfinite(p).all() for p in run.model.parameters()):
-        raise NonFiniteLossError(
-            f"weights became non-finite at iteration {run.iteration}; training stopped, the last good "
-            f"checkpoint {run.checkpoint_path} (iteration {run.last_saved}) is kept. Try a lower --lr."
-        )
-    rngs = all_gather_object(ckpt_io.rng_state())
-    if run.is_main:
-        cfg, info = run.cfg, run.train_set.info
-        torch_save_atomic(
-            {
-                "format": ckpt_io.FORMAT,
-                "model": run.model.state_dict(),
-                "model_config": run.model.config_dict(),
-                "dataset_info": {"name": info.name, "class_names": list(info.class_names),
-                                 "palette": [list(c) for c in info.palette]},
-                "optimizer": run.optimizer.state_dict(),
-                "scheduler": run.scheduler.state_dict(),
-                "scaler": run.scaler.state_dict(),
-                "iteration": run.iteration,
-                "sampler": {"seed": cfg.seed, "consumed_per_rank": run.iteration * cfg.batch_size * cfg.grad_accum},
-                "rng": rngs,
-                "train_config": run.record,
-                "finished": run.iteration == run.total,
-            },
-            run.checkpoint_path,
-        )
-    run.last_saved = run.iteration
-
-
 # ---------------------------------------------------------------------------------------------
-# One step, logging, validation
+# One step, validation
 
 
 def train_one_step(run: Run, batches) -> tuple[float, list[float]]:
@@ -480,106 +229,6 @@ def train_one_step(run: Run, batches) -> tuple[float, list[float]]:
     run.scheduler.step()
     run.iteration += 1
     return step_loss.item(), lrs
-
-
-class TrainingLog:
-    """The progress bar and, on rank 0, `log.jsonl`: every `log_every` steps the mean loss since the last
-    line, the learning rates, images/s and the estimated time left; validation scores in between."""
-
-    def __init__(self, run: Run):
-        self.run = run
-        self.path = Path(run.cfg.out) / "log.jsonl" if run.is_main else None
-        logged = last_logged_iteration(self.path) if self.path else None
-        if self.path:
-            self.path.touch()
-        self.bar = tqdm(total=run.total, initial=run.iteration, disable=not (run.is_main and run.cfg.progress),
-                        unit="it", dynamic_ncols=True)
-        # Every session opens with a line saying where it starts and on what CPUs. A session that starts
-        # before iterations the log already holds (killed before it reached a checkpoint) says so: those
-        # lines were trained again, and the lines after this one replace them.
-        session = {"iteration": run.iteration, "session_start": time.time(), "fast_path": run.fast_label,
-                   "precision": run.record["precision"], "torch_threads": torch.get_num_threads(),
-                   "workers": run.cfg.workers, "slurm_cpus_per_task": slurm_cpus(),
-                   "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
-        if logged is not None and logged > run.iteration:
-            session["restart"] = (f"iterations {run.iteration + 1}-{logged} logged above were not checkpointed "
-                                  f"and are trained again from iteration {run.iteration}")
-        self.write(session)
-        self._new_window()
-
-    def _new_window(self) -> None:
-        self.start, self.images, self.loss, self.steps = time.perf_counter(), 0, 0.0, 0
-
-    def step(self, loss: float, lrs: list[float]) -> None:
-        run = self.run
-        self.loss, self.steps, self.images = self.loss + loss, self.steps + 1, self.images + run.images_per_step
-        self.bar.update(1)
-        if run.iteration % run.cfg.log_every and run.iteration != run.total:
-            return
-        speed = self.images / max(time.perf_counter() - self.start, 1e-9)
-        record = {
-            "iteration": run.iteration,
-            "epoch": run.iteration * run.images_per_step / len(run.train_set),
-            "loss": self.loss / self.steps,
-            "lr": lrs[0],
-            "backbone_lr": lrs[1],
-            "images_per_s": speed,
-            "eta_s": (run.total - run.iteration) * run.images_per_step / max(speed, 1e-9),
-            "time": time.time(),
-        }
-        self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", img_s=f"{speed:.2f}")
-        self.write(record)
-        self._new_window()
-
-    def write(self, record: dict) -> None:
-        if self.path:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def last_logged_iteration(path: Path) -> int | None:
-    """The last training iteration `log.jsonl` reports a loss for (None: no such line)."""
-    last = None
-    with contextlib.suppress(OSError):
-        for line in path.read_text().splitlines():
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if "loss" in record:
-                    last = record["iteration"]
-    return last
-
-
-@contextlib.contextmanager
-def stop_requests(signals=STOP_SIGNALS):
-    """While the training loop runs, each of `signals` asks it to stop at the end of the current step (after a
-    checkpoint); the list it yields holds the signals received. Outside the loop the handlers that were there
-    before answer (submitit's requeue on SIGUSR2, ...). Signal handlers can only be set in the main thread:
-    elsewhere nothing changes."""
-    requested: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield requested
-        return
-    previous = {s: signal.signal(s, lambda signum, frame: requested.append(signum)) for s in signals}
-    try:
-        yield requested
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-def stop_requested(requested: list[int], world: int) -> int | None:
-    """The signal that stops the run at this step boundary, agreed by every process (one may have been
-    signalled a step before another: they must checkpoint at the same iteration)."""
-    signum = requested[0] if requested else 0
-    if world > 1:
-        flag = torch.tensor([signum], dtype=torch.float64,
-                            device="cuda" if torch.distributed.get_backend() == "nccl" else "cpu")
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        signum = int(flag.item())
-    return signum or None
 
 
 def validate(run: Run, log: TrainingLog) -> None:

@@ -39,6 +39,12 @@ def launch_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def slurm_cpus() -> int | None:
+    """The CPUs SLURM granted each task of this job (SLURM_CPUS_PER_TASK, set with --cpus-per-task), or None."""
+    value = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def rank_and_world() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 

@@ -167,7 +167,7 @@ def test_runs_record_precision_and_fast_path(tmp_path):
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert {k: log[0][k] for k in ("iteration", "fast_path", "precision")} == {
         "iteration": 0, "fast_path": config["fast_path"], "precision": "bf16"}
-    # the session's first line also says what the process ran with (refinenet/train.py, issue 22)
+    # the session's first line also says what the process ran with (refinenet/train_log.py, issue 22)
     assert log[0]["workers"] == 0 and log[0]["torch_threads"] >= 1 and log[0]["slurm_job_id"] is None
     stored = load_checkpoint(checkpoint)["train_config"]
     assert (stored["precision"], stored["fast_path"]) == ("bf16", config["fast_path"])

@@ -15,7 +15,8 @@ from refinenet.checkpoint import load_checkpoint
 from refinenet.cli import main
 from refinenet.config import TrainConfig
 from refinenet.preflight import PreflightError, check_split
-from refinenet.train import TrainingDataError, data_error_text, train
+from refinenet.train import train
+from refinenet.train_data import TrainingDataError, data_error_text
 
 VOC = "VOCdevkit/VOC2012"
 

@@ -16,7 +16,8 @@ from refinenet import data
 from refinenet.checkpoint import load_checkpoint
 from refinenet.cli import main
 from refinenet.config import TrainConfig
-from refinenet.train import TrainingStopped, fit_cpu_grant, train
+from refinenet.train import fit_cpu_grant, train
+from refinenet.train_stop import TrainingStopped
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from benchmarks.tables.specs import TABLES
 from refinenet.config import EvalConfig
 from refinenet.preflight import PreflightError
 from refinenet.recipe import get_recipe
-from refinenet.train import TrainingDataError
+from refinenet.train_data import TrainingDataError
 
 
 @pytest.fixture

@@ -13,7 +13,9 @@ from refinenet.checkpoint import CheckpointError, load_checkpoint
 from refinenet.cli import main
 from refinenet.config import TrainConfig, resolve
 from refinenet.recipe import RECIPES
-from refinenet.train import NonFiniteLossError, lr_factor, train
+from refinenet.train import lr_factor, train
+from refinenet.train_data import calibrate_batchnorm, calibration_batches
+from refinenet.train_state import NonFiniteLossError
 
 
 @pytest.fixture(scope="module")
@@ -188,19 +190,19 @@ def test_batchnorm_calibration_sets_running_statistics_to_the_mean_over_batches(
         features = [model.conv(b) for b in batches]
     expected_mean = torch.stack([f.mean((0, 2, 3)) for f in features]).mean(0)
     expected_var = torch.stack([f.transpose(0, 1).flatten(1).var(1) for f in features]).mean(0)
-    train_module.calibrate_batchnorm(model, iter(batches))
+    calibrate_batchnorm(model, iter(batches))
     torch.testing.assert_close(model.norm.running_mean, expected_mean)
     torch.testing.assert_close(model.norm.running_var, expected_var)
     assert model.training and model.norm.momentum == 0.1  # mode and momentum restored
     with pytest.raises(ValueError, match="no batch"):
-        train_module.calibrate_batchnorm(model, iter([]))
+        calibrate_batchnorm(model, iter([]))
 
 
 def test_batchnorm_calibration_batches_leave_the_global_rng_alone(voc_root, tmp_path):
     # dropout draws from the global RNG, so a calibration that consumed it would change training
     run = train_module.build(resolve(smoke(voc_root, tmp_path / "run", bn_calibration_batches=2, batch_size=2)))
     before = torch.get_rng_state()
-    batches = list(train_module.calibration_batches(run))
+    batches = list(calibration_batches(run))
     assert len(batches) == 2 and batches[0].shape[0] == 2
     assert torch.equal(torch.get_rng_state(), before)
 
