@@ -23,7 +23,8 @@ from benchmarks.tables.runner import run_table
 from benchmarks.tables.specs import TABLES
 from benchmarks.tables.store import EvaluationDataError
 from refinenet.cli_options import add_options, from_args
-from refinenet.train import NonFiniteLossError, TrainingDataError
+from refinenet.train_data import TrainingDataError
+from refinenet.train_state import NonFiniteLossError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -46,7 +46,6 @@ from refinenet.loss import segmentation_loss, training_scores
 from refinenet.model import RefineNet, build_refinenet
 from refinenet.preflight import check_splits
 from refinenet.recipe import get_recipe, recipe_for
-from refinenet.train_data import TrainingDataError as TrainingDataError  # re-exported: callers import it from here
 from refinenet.train_data import (
     build_loader,
     calibrate_batchnorm,
@@ -54,7 +53,6 @@ from refinenet.train_data import (
     guarded_batches,
     training_class_index,
 )
-from refinenet.train_data import data_error_text as data_error_text  # re-exported: callers import it from here
 from refinenet.train_log import TrainingLog
 from refinenet.train_state import NonFiniteLossError, Run, check_run_folder, kept_checkpoint, restore, save_checkpoint
 from refinenet.train_stop import TrainingStopped, stop_requested, stop_requests

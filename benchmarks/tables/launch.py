@@ -52,7 +52,7 @@ from benchmarks.tables.specs import TABLES
 from benchmarks.tables.store import now
 from benchmarks.tables.trained import ModelWork, row_evaluation, table_models, train_and_evaluate, trained_stages
 from refinenet.atomic import write_text_atomic
-from refinenet.train import TrainingStopped
+from refinenet.train_stop import TrainingStopped
 
 JOB_RECORD = "job.json"
 # SLURM states in which a job may still finish on its own
@@ -94,7 +94,7 @@ class ModelJob:
             return json.loads(done.read_text())  # a requeued copy of a job that finished: nothing to do
         # SIGTERM (a requeue, preemption or scancel) ends the job at once: submitit ignores it, which kept the
         # job training through the kill grace period. Inside the training loop SIGTERM and SIGUSR2 wait for
-        # the step to end and a checkpoint (refinenet.train.TrainingStopped).
+        # the step to end and a checkpoint (refinenet.train_stop.TrainingStopped).
         previous = signal.signal(signal.SIGTERM, exit_on_signal)
         if self.threads:
             torch.set_num_threads(self.threads)

@@ -42,7 +42,8 @@ from refinenet.data.common import LabelValueError, is_standin
 from refinenet.evaluate import evaluate, json_safe
 from refinenet.model import RefineNetConfig
 from refinenet.recipe import recipe_for
-from refinenet.train import data_error_text, train
+from refinenet.train import train
+from refinenet.train_data import data_error_text
 from refinenet.utils import resolve_device
 
 STORE_FORMAT = 1  # bump when the meaning of stored entries changes
