@@ -88,10 +88,11 @@ def device_description(device: torch.device) -> str:
 
 
 def device_name(device: str) -> str:
+    """The device as table rows name it: `device_description` after the device's own name (cpu, cuda:0)."""
     dev = resolve_device(device)
-    if dev.type == "cuda" and torch.cuda.is_available():
-        return f"{dev} ({torch.cuda.get_device_name(dev)})"
-    return f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"
+    if not (dev.type == "cuda" and torch.cuda.is_available()):
+        dev = torch.device("cpu")
+    return f"{dev} ({device_description(dev)})"
 
 
 def read_provenance(device: str, repo: Path = REPO) -> Provenance:
@@ -133,3 +134,18 @@ def results_code_version(results: Path, allow_dirty: bool, repo: Path = REPO) ->
     check_results_folder(results, Provenance(version, dirty, diff, torch.__version__, ""), allow_dirty, repo,
                          elsewhere="--out DIR")
     return version
+
+
+def add_allow_dirty_option(parser) -> None:
+    """`--allow-dirty` of the benchmark commands that write results/ themselves (efficiency, speed, conversion)."""
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="write the repository's results/ from a tree with uncommitted code (the version says "
+                        "-dirty)")
+
+
+def code_version_or_exit(results: Path, allow_dirty: bool) -> str:
+    """`results_code_version` for a benchmark command: a refusal ends it with one `error:` line."""
+    try:
+        return results_code_version(results, allow_dirty)
+    except DirtyTreeError as err:
+        raise SystemExit(f"error: {err}") from None

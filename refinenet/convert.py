@@ -218,12 +218,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("REFINENET_CACHE", Path.home() / ".cache" / "refinenet")) / "converted"
 
 
-def cached_conversion(src: Path, cache_dir: Path | None = None, dataset: str | None = None) -> Path:
-    """The converted checkpoint of `src`, converting it the first time (keyed by the file's SHA-256)."""
+def cached_conversion(src: Path, cache_dir: Path | None = None, dataset: str | None = None,
+                      sha256: str | None = None) -> Path:
+    """The converted checkpoint of `src`, converting it the first time (keyed by the file's SHA-256; pass
+    `sha256` where the caller already has it, to spare reading a file of hundreds of MB again)."""
     src = Path(src)
     if not src.is_file():
         raise ConversionError(f"{src} does not exist")
-    target = Path(cache_dir or default_cache_dir()) / f"{file_sha256(src)}.pt"
+    target = Path(cache_dir or default_cache_dir()) / f"{sha256 or file_sha256(src)}.pt"
     if not target.is_file() or not target.with_suffix(".json").is_file():
         info = convert_file(src, target, dataset)
         write_text_atomic(target.with_suffix(".json"), json.dumps(info, indent=1, default=str))

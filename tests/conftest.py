@@ -87,3 +87,16 @@ def calls(monkeypatch):
     monkeypatch.setattr(store, "train", fake_train)
     monkeypatch.setattr(store, "evaluate", fake_evaluate)
     return log
+
+
+@pytest.fixture
+def table9_single(tmp_path):
+    """(work, session): Table 9's 'single' model under the smoke profile, as the launcher sees it (data generated)."""
+    from benchmarks.tables import launch
+    from benchmarks.tables.run_options import RunOptions, Session
+
+    opts = RunOptions(profile="smoke", results=tmp_path / "results", cache=tmp_path / "cache", progress=False,
+                      rows=("single",))
+    session = Session.start(opts)
+    [work] = launch.distinct_models([9], session)
+    return work, session

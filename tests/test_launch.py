@@ -47,13 +47,9 @@ def test_slurm_driver_keys_the_store_with_the_jobs_device_not_its_own():
 
 
 @pytest.fixture
-def work(tmp_path):
-    """Table 9's 'single' model under the smoke profile, its data generated, training and evaluation faked."""
-    opts = RunOptions(profile="smoke", results=tmp_path / "results", cache=tmp_path / "cache", progress=False,
-                      rows=("single",))
-    session = Session.start(opts)
-    [work] = launch.distinct_models([9], session)
-    return work, session
+def work(table9_single):
+    """Table 9's 'single' model under the smoke profile (tests/conftest.py); each test fakes training and evaluation."""
+    return table9_single
 
 
 def test_requeued_job_resumes_from_the_checkpoint_the_preempted_one_left(work, monkeypatch):

@@ -11,7 +11,6 @@ import submitit
 from benchmarks.reproduce import main as reproduce
 from benchmarks.tables import executors, launch
 from benchmarks.tables.executors import LaunchOptions
-from benchmarks.tables.run_options import RunOptions, Session
 
 
 @pytest.fixture(autouse=True)
@@ -102,11 +101,8 @@ def test_jobs_submitted_before_a_refusal_stay_recorded_and_the_line_says_so(tmp_
 
 
 @pytest.fixture
-def work(tmp_path):
-    opts = RunOptions(profile="smoke", results=tmp_path / "results", cache=tmp_path / "cache", progress=False,
-                      rows=("single",))
-    session = Session.start(opts)
-    [work] = launch.distinct_models([9], session)
+def work(table9_single):
+    work, session = table9_single
     work.entry.open()
     return work, session
 

@@ -42,7 +42,7 @@ import torch
 from benchmarks.efficiency.measure import analyse, job_fast_path, run_job, spawn
 from benchmarks.efficiency.models import DILATED, FAST_PATHS, HEADLINE, MODELS, QUICK_MODELS, VOC_IMAGE
 from benchmarks.efficiency.report import render
-from benchmarks.provenance import REPO, DirtyTreeError, device_description, results_code_version
+from benchmarks.provenance import REPO, add_allow_dirty_option, code_version_or_exit, device_description
 from refinenet.atomic import write_text_atomic
 
 # ----------------------------------------------------------------------------------------------
@@ -76,8 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--budget-min", type=float, default=None, help="skip remaining timed jobs after this many minutes")
     p.add_argument("--from-csv", type=Path, help="only redraw the figure and summary from this efficiency.csv")
     p.add_argument("--in-process", action="store_true", help="run timed jobs in this process (no per-job peak RSS)")
-    p.add_argument("--allow-dirty", action="store_true",
-                   help="write the repository's results/ from a tree with uncommitted code (the version says -dirty)")
+    add_allow_dirty_option(p)
     args = p.parse_args(argv)
     gpu = args.device.startswith("cuda")
     if args.quick:
@@ -269,10 +268,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.from_csv:
         return render(args, args.from_csv)
-    try:
-        version = results_code_version(args.out, args.allow_dirty)
-    except DirtyTreeError as err:
-        raise SystemExit(f"error: {err}") from None
+    version = code_version_or_exit(args.out, args.allow_dirty)
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

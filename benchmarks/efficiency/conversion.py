@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.provenance import REPO, cpu_name, results_code_version
+from benchmarks.provenance import REPO, add_allow_dirty_option, code_version_or_exit, cpu_name
 from refinenet.atomic import write_text_atomic
 
 sys.path.insert(0, str(REPO / "tests"))  # the test suite's writer of files in the authors' format
@@ -75,11 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=152, choices=(101, 152))
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "results")
-    parser.add_argument("--allow-dirty", action="store_true")
+    add_allow_dirty_option(parser)
     args = parser.parse_args(argv)
     import matconvnet_files
 
-    version = results_code_version(args.out, args.allow_dirty)
+    version = code_version_or_exit(args.out, args.allow_dirty)
     load, cpus = os.getloadavg()[0], os.cpu_count()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -39,7 +39,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.efficiency.models import MODELS, NUM_CLASSES, build_model
-from benchmarks.provenance import REPO, DirtyTreeError, device_description, results_code_version
+from benchmarks.provenance import REPO, add_allow_dirty_option, code_version_or_exit, device_description
 from refinenet.atomic import write_text_atomic
 from refinenet.fastpath import (
     EAGER_FP32,
@@ -204,8 +204,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gemm-size", type=int, help="n of the n x n x n fp32 matmul (default 8192 GPU, 2048 CPU)")
     p.add_argument("--out", type=Path, default=REPO / "results")
     p.add_argument("--quick", action="store_true", help="RefineNet-50 at 64x64, 1 repeat: a smoke test (seconds)")
-    p.add_argument("--allow-dirty", action="store_true",
-                   help="write the repository's results/ from a tree with uncommitted code (the version says -dirty)")
+    add_allow_dirty_option(p)
     args = p.parse_args(argv)
     gpu = args.device.startswith("cuda")
     if args.quick:
@@ -221,10 +220,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        version = results_code_version(args.out, args.allow_dirty)
-    except DirtyTreeError as err:
-        raise SystemExit(f"error: {err}") from None
+    version = code_version_or_exit(args.out, args.allow_dirty)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")

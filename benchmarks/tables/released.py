@@ -109,14 +109,14 @@ def present_weights(weights: Path | None) -> dict[str, Path]:
     return found
 
 
-def checkpoint_for(name: str, path: Path, cache: Path) -> tuple[Path, dict | None]:
-    """What `refinenet evaluate` reads for released file `name`: the file itself, or for an authors' MatConvNet
-    model its conversion (made once, cached under `cache`), with what the conversion found."""
+def checkpoint_for(name: str, path: Path, cache: Path, sha256: str) -> tuple[Path, dict | None]:
+    """What `refinenet evaluate` reads for released file `name` (whose SHA-256 is `sha256`): the file itself, or
+    for an authors' MatConvNet model its conversion (made once, cached under `cache`), with what it found."""
     if name not in AUTHORS_FILES:
         return path, None
     from refinenet.convert import cached_conversion, conversion_info
 
-    converted = cached_conversion(path, Path(cache) / "converted", AUTHORS_FILES[name][0])
+    converted = cached_conversion(path, Path(cache) / "converted", AUTHORS_FILES[name][0], sha256)
     return converted, conversion_info(converted)["found"]
 
 
@@ -223,7 +223,7 @@ def released_rows(number: int, rows: list[Row], paper: pd.DataFrame, session: Se
                 seen.append(name)
                 progress.next_model()
             sha = file_sha256(path, Path(opts.cache) / "sha256.json")
-            checkpoint, found = checkpoint_for(name, path, Path(opts.cache))
+            checkpoint, found = checkpoint_for(name, path, Path(opts.cache), sha)
             ev_cfg = eval_config(row, checkpoint, roots[row.dataset], opts)
             test_server = TEST_SERVER.get(row.dataset)
             ev = session.fresh(store.eval_entry(
@@ -252,7 +252,7 @@ def run_released_summary(opts: RunOptions, session: Session | None = None) -> pd
         root = real_root(dataset, opts)
         check_splits(dataset, root, [split], cache_dir=Path(opts.cache) / "preflight", progress=opts.progress)
         sha = file_sha256(path, Path(opts.cache) / "sha256.json")
-        checkpoint, found = checkpoint_for(name, path, Path(opts.cache))
+        checkpoint, found = checkpoint_for(name, path, Path(opts.cache), sha)
         for msc in (False, True):
             cfg = EvalConfig(checkpoint=checkpoint, dataset=dataset, data_root=root, split=split,
                              scales=PAPER_SCALES if msc else (1.0,), device=opts.device, workers=opts.workers,
