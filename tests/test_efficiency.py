@@ -88,6 +88,7 @@ def test_quick_benchmark_writes_csv_png_and_md(tmp_path):
                 "device", "torch", "code_version", "date"}
     assert expected <= set(table.columns)
     assert (table.device_type == "cpu").all() and table.value.notna().all()
+    assert (table.profile == "bench-quick").all() and (table.data == "none (random weights and inputs)").all()
     measured = set(table.measurement)
     assert {"params", "gflops_forward", "train_saved_activation_bytes", "output_height", "inference_time",
             "train_step_time", "train_throughput", "time_multi_scale", "time_multi_scale_crf",

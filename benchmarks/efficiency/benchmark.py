@@ -272,7 +272,9 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    common = {"device": device_description(device), "device_type": device.type, "torch": torch.__version__,
+    # every row says how the run was sized and that no dataset is read (random weights and inputs)
+    common = {"profile": "bench-quick" if args.quick else "bench", "data": "none (random weights and inputs)",
+              "device": device_description(device), "device_type": device.type, "torch": torch.__version__,
               "code_version": version, "date": datetime.datetime.now().isoformat(timespec="seconds")}
     rows = Rows(args, common)
     load_before = os.getloadavg()
